@@ -1,0 +1,46 @@
+# Thin, identical targets locally and in CI. `make demo` and `make test` create or refresh the
+# virtualenv themselves, so each is one command on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint format bench docs services clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m xcomm demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check xcomm tests benchmarks docs/examples
+	$(PY) -m ruff format --check xcomm tests benchmarks docs/examples
+	$(PY) -m mypy --strict xcomm
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix xcomm tests benchmarks docs/examples
+	$(PY) -m ruff format xcomm tests benchmarks docs/examples
+
+# Postfix's smtp-sink/smtp-source, extracted from the Debian package (no MTA is installed).
+services:
+	bash benchmarks/install_postfix_tools.sh
+
+bench: $(STAMP) services
+	$(PY) -m benchmarks.bench_limiter
+	$(PY) -m benchmarks.bench_mime
+	$(PY) -m benchmarks.bench_smtp
+
+docs: $(STAMP)
+	$(PY) -m pytest -q tests/test_docs.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

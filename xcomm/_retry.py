@@ -1,0 +1,110 @@
+"""Retrying what is safe to retry, through tenacity, with every attempt passing the limiter.
+
+The one attempt loop every provider uses is `run_attempts()`. It is deliberately small:
+classification lives on the exceptions (`RequestNotSent`, `ProviderError.transient`), time
+comes from the injected clock, and limiter feedback (`penalize`) happens here once for all.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import tenacity
+
+from xcomm._clock import Clock
+from xcomm._config import RetryPolicy
+from xcomm._errors import ProviderError, RateLimitError, RequestNotSent
+
+__all__ = ["Limiter", "is_retryable", "run_attempts", "tenacity_policy"]
+
+T = TypeVar("T")
+logger = logging.getLogger("xcomm.retry")
+
+
+class Limiter(Protocol):
+    """What the attempt loop needs from a rate limiter (a `TokenBucket` or a composition)."""
+
+    async def acquire(self, cost: float = 1.0) -> None: ...
+
+    def penalize(self, seconds: float) -> None: ...
+
+
+def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    """True for errors that are safe and useful to retry under `policy`.
+
+    `RequestNotSent` (nothing reached the provider) and transient `ProviderError`s are; a
+    `DeliveryUnknown` never is, nor is a throttle whose `retry_after` exceeds the policy's
+    `max_retry_after` (sleeping an hour inside a send call helps nobody).
+    """
+    if isinstance(exc, RequestNotSent):
+        return True
+    if isinstance(exc, ProviderError) and exc.transient:
+        return exc.retry_after is None or exc.retry_after <= policy.max_retry_after
+    return False
+
+
+def _backoff(policy: RetryPolicy, attempt: int) -> float:
+    ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
+    return random.uniform(0.0, ceiling) if policy.jitter else ceiling
+
+
+def tenacity_policy(policy: RetryPolicy, clock: Clock) -> tenacity.AsyncRetrying:
+    """The tenacity form of `policy`: safe-only retries, backoff or `retry_after`, clock sleeps."""
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ProviderError) and exc.retry_after is not None:
+            return max(0.0, exc.retry_after)
+        return _backoff(policy, state.attempt_number)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.debug(
+            "attempt %d failed with %s; retrying in %.3fs",
+            state.attempt_number,
+            type(exc).__name__,
+            state.upcoming_sleep,
+        )
+
+    return tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=tenacity.retry_if_exception(lambda e: is_retryable(e, policy)),
+        sleep=clock.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+async def run_attempts(
+    attempt: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    clock: Clock,
+    limiter: Limiter | None = None,
+    cost: float = 1.0,
+) -> tuple[T, int]:
+    """Run `attempt(n)` until it succeeds or the error is not retryable.
+
+    Each attempt first acquires `cost` from `limiter`. A `RateLimitError` with `retry_after`
+    pauses the limiter for everyone sharing it before the retry decision is made.
+    Returns the result and the number of attempts made.
+    """
+    number = 0
+    async for state in tenacity_policy(policy, clock):
+        with state:
+            number = state.retry_state.attempt_number
+            if limiter is not None:
+                await limiter.acquire(cost)
+            try:
+                result = await attempt(number)
+            except RateLimitError as exc:
+                if limiter is not None and exc.retry_after:
+                    limiter.penalize(exc.retry_after)
+                raise
+        if not state.retry_state.outcome or not state.retry_state.outcome.failed:
+            return result, number
+    raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover

@@ -1,0 +1,54 @@
+"""The email provider interface: every email provider composes and sends the same way."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xcomm._models import Address, EmailMessage, SendResult
+from xcomm._provider import Provider
+
+if TYPE_CHECKING:
+    from xcomm.email._compose import EmailDraft
+
+__all__ = ["EmailProvider"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+
+
+class EmailProvider(Provider):
+    """Base of email providers (SMTP today; Gmail, Graph and SES in later releases).
+
+    Subclasses implement `send()`; composition, validation and the one-line form are shared.
+    """
+
+    name = "email"
+
+    #: The default From address, used when a draft does not set one.
+    default_sender: Address | None = None
+    #: The largest rendered message (bytes) the provider accepts.
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+    def compose(self) -> EmailDraft:
+        """Start a fluent draft: `await provider.compose().to(...).subject(...).send()`."""
+        from xcomm.email._compose import EmailDraft
+
+        return EmailDraft(self)
+
+    async def send_message(
+        self,
+        to: str | Address | list[str | Address],
+        subject: str,
+        body: str,
+        *,
+        html: str | None = None,
+        timeout: float | None = None,
+    ) -> SendResult:
+        """Send a simple message in one call."""
+        draft = self.compose().to(to).subject(subject).body(body)
+        if html is not None:
+            draft.html_body(html)
+        return await draft.send(timeout=timeout)
+
+    async def send(self, message: EmailMessage, /, *, timeout: float | None = None) -> SendResult:
+        """Send a built `EmailMessage`. `timeout` bounds the whole call, retries included."""
+        raise NotImplementedError
