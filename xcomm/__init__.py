@@ -1,3 +1,113 @@
-"""xcomm: asyncio-native messaging over email, SMS, chat and sockets through one API."""
+"""xcomm: asyncio-native messaging over email, SMS, chat and sockets through one API.
 
+```python
+from xcomm import CommManager
+
+async with CommManager() as comm:
+    smtp = comm.smtp("smtp.example.com", username="me@example.com", password="...")
+    result = await smtp.compose().to("you@example.com").subject("Hi").body("Hello").send()
+```
+"""
+
+from xcomm._clock import Clock, MonotonicClock
+from xcomm._config import Limits, RateLimit, RetryPolicy, Timeout
+from xcomm._errors import (
+    AuthenticationError,
+    CommunicationError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    DeliveryUnknown,
+    LifecycleError,
+    MessageError,
+    PoolTimeout,
+    ProviderError,
+    RateLimitError,
+    RecipientRejected,
+    RequestNotSent,
+    ResponseTimeout,
+    ServiceUnavailable,
+    TransportError,
+    ValidationError,
+)
+from xcomm._limits import (
+    CompositeLimiter,
+    GlobalRateLimiter,
+    LimiterStatistics,
+    RateLimiter,
+    TokenBucket,
+)
+from xcomm._logging import configure_logging, get_logger, redact
+from xcomm._manager import CommManager
+from xcomm._metrics import MetricsCollector, Operation, OperationStats
+from xcomm._models import (
+    Address,
+    Attachment,
+    Contact,
+    EmailMessage,
+    RejectedRecipient,
+    SendResult,
+)
+from xcomm._presets import PRESETS, PlatformLimit
+from xcomm._provider import Provider
 from xcomm._version import __version__
+from xcomm._webhook import WebhookProvider
+from xcomm.email._base import EmailProvider
+from xcomm.email._compose import EmailDraft
+from xcomm.email._pool import PoolStatistics
+from xcomm.email._smtp import SMTPProvider
+
+__all__ = [
+    "PRESETS",
+    "Address",
+    "Attachment",
+    "AuthenticationError",
+    "Clock",
+    "CommManager",
+    "CommunicationError",
+    "CompositeLimiter",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionLost",
+    "Contact",
+    "DeliveryUnknown",
+    "EmailDraft",
+    "EmailMessage",
+    "EmailProvider",
+    "GlobalRateLimiter",
+    "LifecycleError",
+    "LimiterStatistics",
+    "Limits",
+    "MessageError",
+    "MetricsCollector",
+    "MonotonicClock",
+    "Operation",
+    "OperationStats",
+    "PlatformLimit",
+    "PoolStatistics",
+    "PoolTimeout",
+    "Provider",
+    "ProviderError",
+    "RateLimit",
+    "RateLimitError",
+    "RateLimiter",
+    "RecipientRejected",
+    "RejectedRecipient",
+    "RequestNotSent",
+    "ResponseTimeout",
+    "RetryPolicy",
+    "SMTPProvider",
+    "SendResult",
+    "ServiceUnavailable",
+    "Timeout",
+    "TokenBucket",
+    "TransportError",
+    "ValidationError",
+    "WebhookProvider",
+    "__version__",
+    "configure_logging",
+    "get_logger",
+    "redact",
+]

@@ -1,0 +1,310 @@
+"""The one request path of every REST provider.
+
+    limiter.acquire(cost) → shared httpx client → map transport errors and statuses to xcomm
+    errors → feed Retry-After / X-RateLimit-* back into the limiter → retry what is safe →
+    metrics and a log line with secrets redacted.
+
+A provider subclasses `HttpProvider` and says only what is specific to its API: how to build
+the request and, optionally, how to read its error bodies (`_classify`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import httpx
+import msgspec
+
+from xcomm._config import Timeout
+from xcomm._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    MessageError,
+    PoolTimeout,
+    ProviderError,
+    RateLimitError,
+    ResponseTimeout,
+    ServiceUnavailable,
+    TransportError,
+)
+from xcomm._logging import redact, redact_url
+from xcomm._provider import Provider
+
+__all__ = [
+    "HttpProvider",
+    "map_status",
+    "map_transport_error",
+    "parse_error_body",
+    "parse_retry_after",
+    "rate_limit_pause",
+    "to_httpx_timeout",
+]
+
+logger = logging.getLogger("xcomm.http")
+
+_EPOCH_THRESHOLD = 1e9  # reset headers above this are absolute epoch seconds, below it deltas
+
+
+def to_httpx_timeout(timeout: Timeout) -> httpx.Timeout:
+    """The httpx form of an xcomm `Timeout`."""
+    return httpx.Timeout(
+        connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool
+    )
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date.
+
+    An HTTP-date is measured against `now` (the response's own Date header when the caller has
+    it, which cancels clock skew between us and the server). Garbage gives None.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        reference = now or datetime.now(UTC)
+        return max(0.0, (when - reference).total_seconds())
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _response_date(headers: httpx.Headers) -> datetime | None:
+    value = headers.get("date")
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _header_float(headers: httpx.Headers, *names: str) -> float | None:
+    for name in names:
+        raw = headers.get(name)
+        if raw is not None:
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                return value
+    return None
+
+
+def rate_limit_pause(headers: httpx.Headers, *, wall_now: float | None = None) -> float | None:
+    """Seconds until the provider's window resets when its headers say none are left.
+
+    Reads `X-RateLimit-Remaining` with `X-RateLimit-Reset-After` (Discord), `X-RateLimit-Reset`
+    (epoch seconds or a delta), and the IETF `RateLimit-Remaining`/`RateLimit-Reset` pair.
+    """
+    remaining = _header_float(headers, "x-ratelimit-remaining", "ratelimit-remaining")
+    if remaining is None or remaining > 0:
+        return None
+    after = _header_float(headers, "x-ratelimit-reset-after")
+    if after is not None:
+        return max(0.0, after)
+    reset = _header_float(headers, "x-ratelimit-reset", "ratelimit-reset")
+    if reset is None:
+        return None
+    if reset > _EPOCH_THRESHOLD:
+        return max(0.0, reset - (time.time() if wall_now is None else wall_now))
+    return max(0.0, reset)
+
+
+class _ErrorBody(msgspec.Struct):
+    error: object = None
+    message: object = None
+    code: object = None
+    error_description: object = None
+    detail: object = None
+
+
+_decode_error = msgspec.json.Decoder(_ErrorBody)
+
+
+def parse_error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+    """A best-effort (error_code, detail) from a JSON or text error body."""
+    body = response.content[:4096]
+    if not body:
+        return None, response.reason_phrase or None
+    try:
+        parsed = _decode_error.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return None, text or response.reason_phrase or None
+    code: str | None = None
+    detail: str | None = None
+    err = parsed.error
+    if isinstance(err, dict):
+        code = _text(err.get("code") or err.get("status"))
+        detail = _text(err.get("message"))
+    elif err is not None:
+        code = _text(err)
+    code = code or _text(parsed.code)
+    detail = detail or _text(parsed.message or parsed.error_description or parsed.detail)
+    return code, detail or response.reason_phrase or None
+
+
+def _text(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def map_status(
+    response: httpx.Response, *, provider: str, idempotent: bool
+) -> ProviderError | None:
+    """The xcomm error for a non-2xx response, or None for success.
+
+    429 → RateLimitError (retry_after from Retry-After or the reset headers); 401/403 →
+    AuthenticationError; 400/413/415/422 → MessageError; 408, 502, 503 → ServiceUnavailable
+    (transient); 500 and 504 → ServiceUnavailable that is transient only for idempotent requests,
+    because the provider may have acted before failing.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    code, detail = parse_error_body(response)
+    retry_after = parse_retry_after(
+        response.headers.get("retry-after"), now=_response_date(response.headers)
+    )
+
+    def make(
+        cls: type[ProviderError],
+        message: str,
+        *,
+        wait: float | None = None,
+        transient: bool | None = None,
+    ) -> ProviderError:
+        return cls(
+            message,
+            provider=provider,
+            error_code=code,
+            status=status,
+            detail=detail,
+            retry_after=wait,
+            transient=transient,
+        )
+
+    if status == 429:
+        if retry_after is None:
+            retry_after = rate_limit_pause(response.headers)
+        return make(RateLimitError, "rate limited", wait=retry_after)
+    if status in (401, 403):
+        return make(AuthenticationError, "credentials refused")
+    if status in (400, 413, 415, 422):
+        return make(MessageError, "request rejected")
+    if status in (408, 502, 503):
+        return make(ServiceUnavailable, "service unavailable", wait=retry_after)
+    if status >= 500:
+        return make(ServiceUnavailable, "server error", wait=retry_after, transient=idempotent)
+    return make(ProviderError, "unexpected response")
+
+
+def map_transport_error(exc: httpx.HTTPError, *, provider: str) -> TransportError | None:
+    """The xcomm error for an httpx transport failure (None when it is not one)."""
+    detail = type(exc).__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ConnectTimeout("timed out connecting", provider=provider, detail=detail)
+    if isinstance(exc, httpx.PoolTimeout):
+        return PoolTimeout("no free connection in the pool", provider=provider, detail=detail)
+    if isinstance(exc, httpx.ConnectError | httpx.ProxyError):
+        return ConnectError("could not connect", provider=provider, detail=detail)
+    if isinstance(exc, httpx.TimeoutException):
+        return ResponseTimeout("no response in time", provider=provider, detail=detail)
+    if isinstance(exc, httpx.TransportError):
+        return ConnectionLost("connection failed mid-request", provider=provider, detail=detail)
+    return None
+
+
+class HttpProvider(Provider):
+    """Base of REST providers: `_request()` is their only way onto the network."""
+
+    #: Per-provider override of the manager's timeouts (None: the manager's).
+    _timeout: Timeout | None = None
+
+    def _classify(self, response: httpx.Response, *, idempotent: bool) -> ProviderError | None:
+        """Map a response to an error; providers override to read their own error bodies."""
+        return map_status(response, provider=self.name, idempotent=idempotent)
+
+    async def _request(
+        self,
+        operation: str,
+        request: httpx.Request,
+        *,
+        cost: float = 1.0,
+        idempotent: bool = False,
+        timeout: float | None = None,
+    ) -> tuple[httpx.Response, int, float]:
+        """Send `request` through the pipeline; returns (response, attempts, duration)."""
+        client = self._context.http
+        effective = self._timeout or self._context.timeout
+        if timeout is not None:
+            effective = Timeout.coerce(timeout)
+        request.extensions["timeout"] = to_httpx_timeout(effective).as_dict()
+
+        async def attempt(number: int) -> httpx.Response:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s %s attempt=%d headers=%s",
+                    self.name,
+                    request.method,
+                    redact_url(str(request.url)),
+                    number,
+                    redact(dict(request.headers)),
+                )
+            try:
+                response = await client.send(request)
+                await response.aread()
+            except httpx.HTTPError as exc:
+                mapped = map_transport_error(exc, provider=self.name)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+            except RuntimeError as exc:
+                # httpx raises RuntimeError when the client is already closed.
+                raise ConfigurationError(
+                    f"{self.name}: the shared HTTP client is closed; use the provider inside "
+                    "its CommManager's `async with` block"
+                ) from exc
+            pause = rate_limit_pause(response.headers)
+            if pause and self._limiter is not None:
+                self._limiter.penalize(pause)
+            error = self._classify(response, idempotent=idempotent)
+            if error is not None:
+                raise error
+            return response
+
+        return await self._call(operation, attempt, cost=cost)
+
+
+def merge_headers(*parts: Mapping[str, str] | None) -> dict[str, str]:
+    """Merge header mappings left to right (later wins, case-insensitively)."""
+    merged: dict[str, str] = {}
+    lower: dict[str, str] = {}
+    for part in parts:
+        for key, value in (part or {}).items():
+            previous = lower.pop(key.lower(), None)
+            if previous is not None:
+                merged.pop(previous, None)
+            merged[key] = value
+            lower[key.lower()] = key
+    return merged

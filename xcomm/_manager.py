@@ -1,0 +1,361 @@
+"""`CommManager`: the one owner of every shared resource.
+
+It owns the shared `httpx.AsyncClient` (the HTTP connection pool), the limiter registry, the
+metrics, and every provider it hands out (and so their SMTP pools). Providers borrow; the
+manager closes. Nothing it opened outlives `async with`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import inspect
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+
+from xcomm._clock import MONOTONIC, Clock
+from xcomm._config import (
+    DEFAULT_LIMITS,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    Limits,
+    RateLimit,
+    RetryPolicy,
+    Timeout,
+)
+from xcomm._errors import ConfigurationError, LifecycleError
+from xcomm._http import to_httpx_timeout
+from xcomm._limits import GlobalRateLimiter
+from xcomm._metrics import MetricsCollector
+from xcomm._provider import Provider, ProviderContext
+from xcomm._retry import Limiter
+
+if TYPE_CHECKING:
+    from xcomm._models import Address
+    from xcomm._webhook import WebhookProvider
+    from xcomm.email._base import EmailProvider
+    from xcomm.email._smtp import SMTPProvider
+
+__all__ = ["CommManager"]
+
+logger = logging.getLogger("xcomm")
+
+GLOBAL = "global"
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CommManager:
+    """Owns the shared HTTP pool, limiters, connection pools and metrics; hands out providers.
+
+    Example:
+        ```python
+        async with CommManager(rate_limits={"smtp": RateLimit(rate=100, per=60)}) as comm:
+            smtp = comm.smtp("smtp.example.com", username="me@example.com", password="...")
+            await smtp.compose().to("you@example.com").subject("Hi").body("Hello").send()
+            print(comm.metrics.get_stats().success_rate)
+        ```
+
+    Args:
+        timeout: per-phase timeouts for every provider (seconds, or a `Timeout`).
+        limits: connection limits of the shared HTTP pool.
+        rate_limits: buckets shared by providers, keyed by provider name (`"smtp"`,
+            `"webhook"`), by account key, or `"global"` for one bucket every call passes.
+            Numbers are messages per minute.
+        retry: the default `RetryPolicy`; each provider may override it.
+        transport: the httpx transport under the shared client (tests pass
+            `httpx.MockTransport`; a faster transport slots in here without touching providers).
+        clock: the time source for limiters and retry sleeps (tests pass a `FakeClock`).
+        metrics: a collector to feed (a new one by default).
+
+    A manager opens once (`async with`, or `await comm.open()`); `aclose()` is idempotent.
+    Providers are created by cheap synchronous factories on an open manager and connect lazily.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: Timeout | float | None = DEFAULT_TIMEOUT,
+        limits: Limits = DEFAULT_LIMITS,
+        rate_limits: Mapping[str, RateLimit | float] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        metrics: MetricsCollector | None = None,
+    ) -> None:
+        if not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be an xcomm.Limits, got {type(limits).__name__}")
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be an xcomm.RetryPolicy, got {type(retry).__name__}"
+            )
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigurationError(
+                "transport must be an httpx.AsyncBaseTransport (for example httpx.MockTransport)"
+            )
+        self._timeout = Timeout.coerce(timeout)
+        self._limits = limits
+        self._retry = retry
+        self._transport = transport
+        self._clock: Clock = clock or MONOTONIC
+        self._metrics = metrics or MetricsCollector()
+        self._limiters = GlobalRateLimiter(clock=self._clock)
+        for key, value in (rate_limits or {}).items():
+            limit = RateLimit.coerce(value, what=f"rate_limits[{key!r}]")
+            if limit is not None:
+                self._limiters.get_or_create(key, limit)
+        self._state = _State.UNOPENED
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._providers: list[Provider] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Open the shared resources. Prefer `async with CommManager() as comm:`."""
+        if self._state is not _State.UNOPENED:
+            raise LifecycleError(
+                f"a CommManager can be opened only once (this one is {self._state.value}); "
+                "create a new CommManager"
+            )
+        self._state = _State.OPEN
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                self._http = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        timeout=to_httpx_timeout(self._timeout),
+                        limits=httpx.Limits(
+                            max_connections=self._limits.max_connections,
+                            max_keepalive_connections=self._limits.max_keepalive_connections,
+                            keepalive_expiry=self._limits.keepalive_expiry,
+                        ),
+                        transport=self._transport,
+                        headers={"User-Agent": _user_agent()},
+                        follow_redirects=False,
+                    )
+                )
+                stack.push_async_callback(self._close_providers)
+                self._stack = stack.pop_all()
+        except BaseException:
+            self._state = _State.CLOSED
+            self._http = None
+            raise
+        return self
+
+    async def aclose(self) -> None:
+        """Close every provider and the shared client. Safe to call more than once."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+        self._http = None
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _close_providers(self) -> None:
+        providers, self._providers = self._providers, []
+        for provider in reversed(providers):
+            try:
+                await provider.aclose()
+            except Exception:  # one provider failing to close must not leak the others
+                logger.warning("closing %s failed", provider.name, exc_info=True)
+
+    @property
+    def is_open(self) -> bool:
+        """True between `open()` and `aclose()`."""
+        return self._state is _State.OPEN
+
+    # -- shared parts ----------------------------------------------------------------------
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client (only while the manager is open)."""
+        self._require_open("use comm.http")
+        assert self._http is not None
+        return self._http
+
+    @property
+    def limiters(self) -> GlobalRateLimiter:
+        """The limiter registry every provider's calls pass through."""
+        return self._limiters
+
+    @property
+    def metrics(self) -> MetricsCollector:
+        """Counts, success rates and durations of every provider call."""
+        return self._metrics
+
+    @property
+    def clock(self) -> Clock:
+        """The time source of limiters and retries."""
+        return self._clock
+
+    def _require_open(self, action: str) -> None:
+        if self._state is _State.UNOPENED:
+            raise LifecycleError(
+                f"open the CommManager before you {action}: `async with CommManager() as comm:`"
+            )
+        if self._state is _State.CLOSED:
+            raise LifecycleError(f"this CommManager is closed; cannot {action}")
+
+    def _context(self) -> ProviderContext:
+        assert self._http is not None
+        return ProviderContext(
+            http=self._http,
+            limiters=self._limiters,
+            retry=self._retry,
+            metrics=self._metrics,
+            clock=self._clock,
+            timeout=self._timeout,
+        )
+
+    def _limiter(
+        self, provider: str, account: str, rate_limit: RateLimit | float | None
+    ) -> Limiter | None:
+        """Compose account, provider and global buckets (whichever are configured)."""
+        keys: list[str] = []
+        limit = RateLimit.coerce(rate_limit)
+        if limit is not None:
+            self._limiters.get_or_create(account, limit)
+            keys.append(account)
+        elif account in self._limiters:
+            keys.append(account)
+        if provider in self._limiters and provider != account:
+            keys.append(provider)
+        if GLOBAL in self._limiters:
+            keys.append(GLOBAL)
+        return self._limiters.compose(*keys) if keys else None
+
+    def _register(self, provider: Provider) -> None:
+        self._providers.append(provider)
+
+    # -- provider factories ------------------------------------------------------------------
+
+    def smtp(
+        self,
+        host: str,
+        port: int = 587,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool = False,
+        start_tls: bool | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        validate_certs: bool = True,
+        oauth_token: str | Callable[[], Awaitable[str]] | None = None,
+        sender: str | Address | None = None,
+        pool_size: int = 4,
+        max_messages_per_connection: int = 100,
+        idle_timeout: float = 30.0,
+        timeout: Timeout | float | None = None,
+        local_hostname: str | None = None,
+        allow_plaintext_auth: bool = False,
+        max_message_size: int | None = None,
+        rate_limit: RateLimit | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> SMTPProvider:
+        """A pooled SMTP provider (needs `xcomm[smtp]`). See `docs/providers/smtp.md`.
+
+        `rate_limit` (a `RateLimit`, or messages per minute) applies to this account
+        (host, port, user); `rate_limits={"smtp": ...}` on the manager to all SMTP providers.
+        """
+        self._require_open("create an SMTP provider")
+        from xcomm.email._smtp import SMTPProvider
+
+        account = f"smtp:{username or ''}@{host}:{port}"
+        provider = SMTPProvider(
+            self._context(),
+            limiter=self._limiter("smtp", account, rate_limit),
+            retry=retry,
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            use_tls=use_tls,
+            start_tls=start_tls,
+            tls_context=tls_context,
+            validate_certs=validate_certs,
+            oauth_token=oauth_token,
+            sender=sender,
+            pool_size=pool_size,
+            max_messages_per_connection=max_messages_per_connection,
+            idle_timeout=idle_timeout,
+            timeout=timeout,
+            local_hostname=local_hostname,
+            allow_plaintext_auth=allow_plaintext_auth,
+            max_message_size=max_message_size,
+        )
+        self._register(provider)
+        return provider
+
+    def email(self, provider: str, /, **config: Any) -> EmailProvider:
+        """An email provider by name with its own settings: `comm.email("smtp", host=...)`.
+
+        Every email provider has the same API (`compose()`, `send()`, `send_message()`).
+        """
+        factories: dict[str, Callable[..., EmailProvider]] = {"smtp": self.smtp}
+        factory = factories.get(provider.lower() if isinstance(provider, str) else provider)
+        if factory is None:
+            raise ConfigurationError(
+                f"unknown email provider {provider!r}; available: {', '.join(sorted(factories))}"
+            )
+        try:
+            inspect.signature(factory).bind(**config)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"bad settings for email provider {provider!r}: {exc}"
+            ) from exc
+        return factory(**config)
+
+    def webhook(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+        timeout: Timeout | float | None = None,
+        rate_limit: RateLimit | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> WebhookProvider:
+        """A provider that POSTs JSON to `url`; `await hook.send({"text": "hi"})`."""
+        self._require_open("create a webhook provider")
+        from xcomm._webhook import WebhookProvider
+
+        digest = hashlib.sha256(str(url).encode()).hexdigest()[:16]
+        provider = WebhookProvider(
+            self._context(),
+            limiter=self._limiter("webhook", f"webhook:{digest}", rate_limit),
+            url=url,
+            headers=headers,
+            method=method,
+            timeout=timeout,
+            retry=retry,
+        )
+        self._register(provider)
+        return provider
+
+
+def _user_agent() -> str:
+    from xcomm._version import __version__
+
+    return f"xcomm/{__version__}"
