@@ -23,6 +23,7 @@ import msgspec
 from xcomm._config import Timeout
 from xcomm._errors import (
     AuthenticationError,
+    CommunicationError,
     ConfigurationError,
     ConnectError,
     ConnectionLost,
@@ -33,7 +34,7 @@ from xcomm._errors import (
     RateLimitError,
     ResponseTimeout,
     ServiceUnavailable,
-    TransportError,
+    ValidationError,
 )
 from xcomm._logging import redact, redact_url
 from xcomm._provider import Provider
@@ -219,9 +220,21 @@ def map_status(
     return make(ProviderError, "unexpected response")
 
 
-def map_transport_error(exc: httpx.HTTPError, *, provider: str) -> TransportError | None:
-    """The xcomm error for an httpx transport failure (None when it is not one)."""
+def map_transport_error(
+    exc: httpx.HTTPError | httpx.InvalidURL, *, provider: str
+) -> CommunicationError | None:
+    """The xcomm error for an httpx transport failure (None when it is not one).
+
+    The phase decides: nothing written (connect, pool, a URL or request httpx refuses) means
+    not sent; a failure after the request started means delivery is unknown.
+    """
     detail = type(exc).__name__
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return ConfigurationError(
+            f"{provider}: the URL cannot be used ({detail}); check its scheme and host"
+        )
+    if isinstance(exc, httpx.LocalProtocolError):
+        return ValidationError(f"{provider}: the request could not be written ({exc})")
     if isinstance(exc, httpx.ConnectTimeout):
         return ConnectTimeout("timed out connecting", provider=provider, detail=detail)
     if isinstance(exc, httpx.PoolTimeout):
@@ -274,7 +287,7 @@ class HttpProvider(Provider):
             try:
                 response = await client.send(request)
                 await response.aread()
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 mapped = map_transport_error(exc, provider=self.name)
                 if mapped is None:
                     raise

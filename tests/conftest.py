@@ -1,0 +1,40 @@
+"""Fixtures shared by every test: a respx router behind the manager's transport seam."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+
+from xcomm import CommManager, RetryPolicy
+
+FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.01, jitter=False)
+
+
+@pytest.fixture
+def router() -> respx.MockRouter:
+    """A respx router; requests that match no route fail the test."""
+    return respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
+
+
+@pytest.fixture
+async def comm(router: respx.MockRouter) -> AsyncIterator[CommManager]:
+    """An open manager whose shared HTTP client talks to `router` instead of the network."""
+    async with CommManager(
+        transport=httpx.MockTransport(router.async_handler), retry=FAST_RETRY
+    ) as manager:
+        yield manager
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Every test must leave no task behind (background tasks never outlive their owner)."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    current = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() - before if not t.done() and t is not current]
+    assert not leaked, f"tasks leaked: {leaked}"

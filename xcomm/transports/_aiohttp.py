@@ -1,0 +1,393 @@
+"""An httpx transport over aiohttp, and the one place aiohttp's errors become httpx's.
+
+httpx's own async transport loses most of its throughput under concurrency; aiohttp's connection
+pool does not. `AiohttpTransport` slots in under the manager's shared `httpx.AsyncClient`, so
+providers, retries and error mapping stay exactly as they are.
+
+What matters most is *when* a failure happened, because xcomm retries a request only when
+nothing reached the server. aiohttp's exception classes already say which phase failed, and
+`_translate()` keeps that distinction:
+
+| aiohttp (or the pool in front of it)                   | httpx               | xcomm          |
+|--------------------------------------------------------|---------------------|----------------|
+| no pool slot within `pool` seconds                     | PoolTimeout         | RequestNotSent |
+| `ConnectionTimeoutError` (DNS+TCP+TLS too slow)        | ConnectTimeout      | RequestNotSent |
+| `ClientProxyConnectionError`, `ClientHttpProxyError`   | ProxyError          | RequestNotSent |
+| `ClientConnectorError` (refused, DNS, TLS, cert)       | ConnectError        | RequestNotSent |
+| `ServerFingerprintMismatch`                            | ConnectError        | RequestNotSent |
+| `SocketTimeoutError` (no bytes within `read` s)        | ReadTimeout         | DeliveryUnknown|
+| `ServerDisconnectedError` (hung up, no response)       | RemoteProtocolError | DeliveryUnknown|
+| `ClientPayloadError` (truncated or malformed body)     | RemoteProtocolError | DeliveryUnknown|
+| `ClientResponseError` (malformed status or headers)    | RemoteProtocolError | DeliveryUnknown|
+| `ClientConnectionResetError` (closed while writing)    | WriteError          | DeliveryUnknown|
+| `ClientOSError`, other `ClientConnectionError`, OSError| ReadError           | DeliveryUnknown|
+| any other `ClientError`                                | TransportError      | DeliveryUnknown|
+| scheme not http(s), no host                            | UnsupportedProtocol | (as httpx's)   |
+| `InvalidURL` (a URL aiohttp will not send)             | InvalidURL          | (as httpx's)   |
+
+The third-party package `httpx-aiohttp` maps every `ClientConnectionError` (which includes
+`ServerDisconnectedError`) to `ConnectTimeout`, which would make xcomm resend a webhook the
+server may already have acted on. Here a connection error counts as "not sent" only when it is
+one of aiohttp's connector errors, which it raises before a single byte of the request is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from xcomm._errors import ConfigurationError
+
+try:
+    import aiohttp
+    from yarl import URL
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _HAVE_AIOHTTP = False
+else:
+    _HAVE_AIOHTTP = True
+
+__all__ = ["AiohttpTransport"]
+
+#: The same defaults as httpx's own transport (and xcomm's `Limits`).
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
+
+# httpx (the client above us) already writes these; aiohttp must not add its own versions.
+_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+_HTTP_VERSIONS: dict[tuple[int, ...], bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An `httpx.AsyncBaseTransport` backed by an `aiohttp.ClientSession` (needs `xcomm[fast]`).
+
+    Example:
+        ```python
+        from xcomm import CommManager
+        from xcomm.transports import AiohttpTransport
+
+        async with CommManager(transport=AiohttpTransport()) as comm:
+            await comm.webhook("https://hooks.example.com/T0K3N").send({"text": "hi"})
+        ```
+
+    The manager's client closes the transport when the manager closes. The aiohttp session is
+    created on the first request, inside the running event loop, and the transport is bound to
+    that loop from then on; a closed transport refuses further requests.
+
+    Args:
+        limits: connection limits (the manager's `limits=` does not reach a custom transport).
+            `max_connections` bounds requests in flight; a request that waits longer than the
+            `pool` timeout for a slot fails with `httpx.PoolTimeout`. `keepalive_expiry` is how
+            long an idle connection is kept. `max_keepalive_connections=0` disables keep-alive;
+            other values are not enforced, because aiohttp keeps every idle connection that
+            `max_connections` allows.
+        verify: `True` to verify certificates against certifi's CA bundle (as httpx does),
+            `False` to skip verification, or an `ssl.SSLContext` to use as is.
+        trust_env: read proxies, `.netrc` and `SSL_CERT_FILE`/`SSL_CERT_DIR` from the
+            environment.
+
+    Timeouts come from each request (`request.extensions["timeout"]`, which the httpx client
+    fills from the manager's or the provider's `Timeout`) and map onto aiohttp's like this:
+
+    - `pool`: the wait for one of the `max_connections` slots, enforced here, in front of
+      aiohttp (so that running out of slots is told apart from a slow connect).
+    - `connect` → `ClientTimeout(connect=connect, sock_connect=connect)`: DNS, TCP and TLS.
+      aiohttp never queues for a connection itself, since the slots above bound it.
+    - `read` → `ClientTimeout(sock_read=read)`: the longest wait for any bytes of the response,
+      counted from the moment the whole request has been written.
+    - `write`: aiohttp has no write timeout and this transport adds none; a server that stops
+      reading a large body stalls the request until the caller gives up. (Bodies that fit in the
+      socket buffers, such as any webhook payload, are written at once.)
+
+    Behaviour otherwise follows httpx's own transport: no redirects (the client follows them
+    if asked), no cookies (the client keeps them), no decompression (the client decodes
+    `Content-Encoding`), response headers exactly as received, duplicates included, and no
+    retries: aiohttp on its own resends an idempotent request (PUT, DELETE, ...) once when the
+    server hangs up, which is turned off here, because whether to resend a request whose
+    delivery is unknown is xcomm's decision, not the transport's.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits | None = None,
+        verify: ssl.SSLContext | bool = True,
+        trust_env: bool = False,
+    ) -> None:
+        if not _HAVE_AIOHTTP:
+            raise ConfigurationError("AiohttpTransport needs aiohttp: pip install 'xcomm[fast]'")
+        limits = DEFAULT_LIMITS if limits is None else limits
+        if not isinstance(limits, httpx.Limits):
+            raise ConfigurationError(f"limits must be an httpx.Limits, got {type(limits).__name__}")
+        if not isinstance(verify, ssl.SSLContext | bool):
+            raise ConfigurationError(
+                f"verify must be True, False or an ssl.SSLContext, got {type(verify).__name__}"
+            )
+        self._limits = limits
+        self._ssl = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+        self._trust_env = trust_env
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._session else "unopened"
+        return f"AiohttpTransport(max_connections={self._limits.max_connections}, {state})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _open(self) -> aiohttp.ClientSession:
+        """Create the session and connector in the running loop (no await: no race)."""
+        if self._closed:
+            raise RuntimeError("this AiohttpTransport is closed; create a new one")
+        limits = self._limits
+        max_connections = limits.max_connections or 0
+        connector = aiohttp.TCPConnector(
+            limit=max_connections,
+            limit_per_host=0,
+            keepalive_timeout=limits.keepalive_expiry,
+            force_close=limits.max_keepalive_connections == 0,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            trust_env=self._trust_env,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        # No silent resend of idempotent requests after a hang-up (aiohttp's own test client
+        # switches it off the same way; the attribute is one ClientSession declares).
+        self._session._retry_connection = False
+        self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(max_connections) if max_connections else None
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session and its connections. Safe to call more than once."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+    # -- one request -------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` and return its response with the body still to be streamed."""
+        session = self._session
+        if session is None:
+            session = self._open()
+        elif self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                "an AiohttpTransport is bound to the event loop of its first request"
+            )
+        url = _aiohttp_url(request)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        headers, data = _request_parts(request)
+        release = await self._acquire_slot(timeouts.get("pool"), request)
+        try:
+            try:
+                response = await session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=self._client_timeout(timeouts.get("connect"), timeouts.get("read")),
+                    server_hostname=request.extensions.get("sni_hostname"),
+                )
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                raise _translate(exc, request) from exc
+            return httpx.Response(
+                status_code=response.status,
+                headers=list(response.raw_headers),
+                stream=_ResponseStream(response, release, request),
+                extensions={
+                    "http_version": _HTTP_VERSIONS.get(tuple(response.version or ()), b"HTTP/1.1"),
+                    "reason_phrase": (response.reason or "").encode("ascii", "replace"),
+                },
+            )
+        except BaseException:
+            release()
+            raise
+
+    async def _acquire_slot(
+        self, pool_timeout: float | None, request: httpx.Request
+    ) -> Callable[[], None]:
+        slots = self._slots
+        if slots is None:
+            return _nothing
+        if slots.locked():  # only start a timer when there is something to wait for
+            try:
+                async with asyncio.timeout(pool_timeout):
+                    await slots.acquire()
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout(
+                    f"no free connection slot within {pool_timeout}s "
+                    f"(max_connections={self._limits.max_connections})",
+                    request=request,
+                ) from exc
+        else:
+            await slots.acquire()  # free: returns without suspending
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+
+        return release
+
+    def _client_timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+        key = (connect, read)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            if len(self._timeouts) > 64:  # a handful of distinct settings in practice
+                self._timeouts.clear()
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=connect, sock_connect=connect, sock_read=read
+            )
+            self._timeouts[key] = timeout
+        return timeout
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """The body of one aiohttp response; closing it releases the connection and the slot."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        release: Callable[[], None],
+        request: httpx.Request,
+    ) -> None:
+        self._response = response
+        self._release = release
+        self._request = request
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            chunk = await self._response.content.readany()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _translate(exc, self._request) from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # Returns a fully read connection to the pool; closes one read only in part.
+            self._response.release()
+        finally:
+            self._release()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _aiohttp_url(request: httpx.Request) -> URL:
+    url = request.url
+    if url.scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(
+            f"Request URL has an unsupported protocol '{url.scheme}://'."
+            if url.scheme
+            else "Request URL is missing an 'http://' or 'https://' protocol.",
+            request=request,
+        )
+    if not url.host:
+        raise httpx.UnsupportedProtocol("Request URL has no host.", request=request)
+    # httpx has already percent-encoded the URL; tell yarl not to encode it again.
+    return URL(str(url), encoded=True)
+
+
+def _request_parts(request: httpx.Request) -> tuple[list[tuple[str, str]], Any]:
+    """aiohttp's headers and body for `request` (raw header bytes kept: aiohttp writes UTF-8)."""
+    try:
+        headers = [(k.decode(), v.decode()) for k, v in request.headers.raw]
+    except UnicodeDecodeError as exc:
+        raise httpx.LocalProtocolError(
+            "a request header is not valid UTF-8, which aiohttp cannot send", request=request
+        ) from exc
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a streaming body: aiohttp sends it chunked
+        chunked = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+        return chunked, _body(request.stream)
+    return headers, content or None
+
+
+async def _body(stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> AsyncIterator[bytes]:
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("AiohttpTransport needs an async request body")
+    async for chunk in stream:
+        yield chunk
+
+
+def _describe(exc: BaseException) -> str:
+    """A message for `exc` without the request URL (webhook URLs carry secrets)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "timed out connecting"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{exc.status}, {exc.message}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"aiohttp cannot send this URL{': ' + exc.description if exc.description else ''}"
+    return str(exc) or type(exc).__name__
+
+
+def _translate(exc: BaseException, request: httpx.Request) -> Exception:
+    """The httpx exception for an aiohttp (or socket) failure, by the phase it reveals."""
+    message = _describe(exc)
+    # Before any byte of the request was written (the connector's own errors).
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return httpx.ProxyError(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerFingerprintMismatch):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.InvalidURL(message)
+    # After the request was (at least partly) written: the server may have acted on it.
+    if isinstance(exc, TimeoutError):  # SocketTimeoutError, ServerTimeoutError
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(
+            "Server disconnected without sending a complete response.", request=request
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return httpx.WriteError(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        return httpx.ReadError(message, request=request)
+    if isinstance(exc, aiohttp.ClientError):
+        return httpx.TransportError(message, request=request)
+    if isinstance(exc, ValueError):  # aiohttp refusing a header value (control characters)
+        return httpx.LocalProtocolError(message, request=request)
+    return exc if isinstance(exc, Exception) else RuntimeError(message)
