@@ -1,0 +1,208 @@
+"""Published provider rate limits, as `RateLimiter.for_platform(name)` presets.
+
+Each preset cites the limit as the provider publishes it (see the table of provider limits
+in the project's reference notes). The numbers are starting points: accounts differ, and a
+429 with `Retry-After` pauses the bucket through `penalize()` whatever the preset says.
+
+Bursts are deliberately small. A token bucket admits up to `burst + rate` in any one period,
+so a burst as large as the window would let twice the published limit through in the worst
+window; a burst of about a tenth of the window keeps that overshoot near 10%. A limit that
+is also counted per day (Gmail's 2,000 messages, SES's 200 in the sandbox) needs a second,
+daily bucket composed with this one.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from xcomm._config import RateLimit
+
+__all__ = ["PRESETS", "PlatformLimit"]
+
+
+class PlatformLimit(msgspec.Struct, frozen=True, kw_only=True):
+    """One platform's published limit, the quota cost of its operations, and the source.
+
+    Example:
+        `PRESETS["gmail"].limit.per_second` is 250.0 quota units a second, and
+        `PRESETS["gmail"].costs["messages.send"]` is 100.
+    """
+
+    name: str
+    limit: RateLimit
+    costs: dict[str, float] = msgspec.field(default_factory=dict)
+    note: str = ""
+
+
+GMAIL_COSTS: dict[str, float] = {
+    "messages.send": 100,
+    "drafts.send": 100,
+    "messages.get": 5,
+    "messages.list": 5,
+    "messages.modify": 5,
+    "messages.attachments.get": 5,
+    "messages.insert": 25,
+    "messages.import": 25,
+    "messages.batchModify": 50,
+    "messages.batchDelete": 50,
+    "messages.delete": 10,
+    "drafts.create": 10,
+    "history.list": 2,
+    "labels.get": 1,
+    "labels.list": 1,
+    "getProfile": 1,
+}
+
+_SMTP = PlatformLimit(
+    name="smtp",
+    limit=RateLimit(rate=10, per=1.0, burst=10),
+    note=(
+        "A conservative default for hosted SMTP submission (10 messages/s, 10 at once); "
+        "servers publish no common figure. Exchange Online allows 30 messages/min "
+        "('exchange'), Gmail/Workspace 2,000 messages/day: use those presets or your own."
+    ),
+)
+
+
+def _preset(
+    name: str,
+    rate: float,
+    per: float,
+    burst: float,
+    note: str,
+    costs: dict[str, float] | None = None,
+) -> PlatformLimit:
+    return PlatformLimit(
+        name=name,
+        limit=RateLimit(rate=rate, per=per, burst=burst),
+        costs=dict(costs or {}),
+        note=note,
+    )
+
+
+def _slack_tier(tier: int, per_minute: int, burst: int) -> PlatformLimit:
+    return _preset(
+        f"slack_tier{tier}",
+        per_minute,
+        60.0,
+        burst,
+        f"Slack Web API Tier {tier}: {per_minute}+ requests per minute per method per "
+        "workspace; 429 with Retry-After (docs.slack.dev rate-limits).",
+    )
+
+
+PRESETS: dict[str, PlatformLimit] = {
+    preset.name: preset
+    for preset in (
+        _preset(
+            "gmail",
+            15_000,
+            60.0,
+            1_500,
+            "Gmail API: 15,000 quota units per user per minute (userRateLimitExceeded); "
+            "1,200,000 per project per minute. Costs per method from the same page "
+            "(messages.send = 100, so at most 150 sends/min/user). Burst: a tenth of the "
+            "minute (15 sends at once), close to the older '250 units/user/s moving "
+            "average'. Workspace sending is also capped at 2,000 messages/day "
+            "(developers.google.com/gmail/api/reference/quota).",
+            GMAIL_COSTS,
+        ),
+        _preset(
+            "graph",
+            10_000,
+            600.0,
+            100,
+            "Microsoft Graph (Outlook): 10,000 requests per 10 minutes per app per mailbox; "
+            "also at most 4 concurrent requests per mailbox (a concurrency cap, not a rate); "
+            "429 with Retry-After (learn.microsoft.com Graph throttling).",
+        ),
+        _preset(
+            "exchange",
+            30,
+            60.0,
+            3,
+            "Exchange Online sending: 30 messages per minute, 10,000 recipients per day, 500 "
+            "recipients per message (Exchange Online limits).",
+        ),
+        _preset(
+            "twilio",
+            1,
+            1.0,
+            1,
+            "Twilio messaging: 1 segment/s per US/CA long code. Toll-free numbers: 3 MPS by "
+            "default (25-150 high-throughput); short codes: 30 MPS; 10 MPS to non-+1 "
+            "countries. Build RateLimit(rate=3) or RateLimit(rate=30) for those (Twilio "
+            "support articles). REST 429 / error 20429 is always safe to retry.",
+        ),
+        _preset(
+            "slack",
+            1,
+            1.0,
+            1,
+            "Slack chat.postMessage: about 1 message per second per channel, plus a "
+            "workspace-wide cap; other methods are tiered (see slack_tier1..4: 1/20/50/100+ "
+            "per minute); 429 with Retry-After (docs.slack.dev rate-limits).",
+        ),
+        _slack_tier(1, 1, 1),
+        _slack_tier(2, 20, 2),
+        _slack_tier(3, 50, 5),
+        _slack_tier(4, 100, 10),
+        _preset(
+            "discord",
+            50,
+            1.0,
+            5,
+            "Discord: 50 requests per second per bot (global limit); routes have their own "
+            "buckets (X-RateLimit-Bucket). 10,000 invalid requests (401/403/429) per 10 "
+            "minutes earn a temporary Cloudflare ban (docs.discord.com rate-limits).",
+        ),
+        _preset(
+            "teams",
+            4,
+            1.0,
+            1,
+            "Microsoft Teams incoming webhook: more than 4 requests per second is "
+            "throttled; messages up to 28 KB. The bot API allows 50 RPS per app per tenant "
+            "(learn.microsoft.com Teams webhooks and bot rate limits).",
+        ),
+        _preset(
+            "ses",
+            1,
+            1.0,
+            1,
+            "AWS SES sandbox: 1 message per second and 200 per 24 hours, verified recipients "
+            "only. In production the rate is per account: read MaxSendRate from "
+            "GetSendQuota and use RateLimit(rate=MaxSendRate). Throttling is SMTP 454 or "
+            "'Maximum sending rate exceeded', with no rate-limit headers (AWS SES quotas).",
+        ),
+        _preset(
+            "sns",
+            10,
+            1.0,
+            10,
+            "AWS SNS SMS: the reference table lists no per-second rate; 10/s is a "
+            "conservative default. New accounts are bound first by the $1.00/month SMS "
+            "spend quota and the SMS sandbox (verified destinations); throttling is 429 "
+            "'Throttled' (SNS docs).",
+        ),
+        _preset(
+            "azure_sms",
+            200,
+            60.0,
+            20,
+            "Azure Communication Services SMS: 200 requests / 200 message units per minute, "
+            "one message unit per recipient, so acquire(cost=len(recipients)); 429 on the "
+            "limit (learn.microsoft.com ACS service limits).",
+        ),
+        _preset(
+            "twitter",
+            300,
+            900.0,
+            30,
+            "X/Twitter: 300 requests per 15 minutes (per the seed document; X's per-endpoint "
+            "windows vary, read x-rate-limit-remaining/reset).",
+        ),
+        _SMTP,
+        msgspec.structs.replace(_SMTP, name="email", note=f"Alias of 'smtp'. {_SMTP.note}"),
+    )
+}
