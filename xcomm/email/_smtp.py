@@ -1,0 +1,463 @@
+"""The pooled SMTP provider, and the one place aiosmtplib's exceptions become xcomm errors.
+
+Each send runs MAIL, one RCPT per recipient, then DATA, step by step, so the phase of a
+failure is known. `translate()` maps an aiosmtplib exception raised in a phase, and
+`reply_error()` maps an SMTP reply:
+
+| What happened                                  | xcomm error                        | retried |
+|------------------------------------------------|------------------------------------|---------|
+| connection refused / unreachable               | ConnectError                       | yes     |
+| connect, TLS handshake or setup timed out      | ConnectTimeout                     | yes     |
+| certificate verification failed                | ConfigurationError                 | no      |
+| STARTTLS required but not offered, no AUTH     | ConfigurationError                 | no      |
+| 421 (any phase; the connection is discarded)   | ServiceUnavailable                 | yes     |
+| 454, or a 4xx whose text says throttling       | RateLimitError (`retry_after`)     | yes     |
+| other 4xx (MAIL, DATA, after the message)      | ServiceUnavailable                 | yes     |
+| 530/534/535, or any failure of AUTH            | AuthenticationError                | no      |
+| 4xx/5xx on RCPT (not 421/530)                  | listed in `SendResult.rejected`    | -       |
+| ... every recipient refused                    | RecipientRejected                  | all 4xx |
+| 5xx greeting / EHLO / STARTTLS                 | ServiceUnavailable(transient=False) | no     |
+| other 5xx (MAIL, DATA, after the message)      | MessageError                       | no      |
+| dropped or silent before the message was sent  | RequestNotSent (ConnectError in setup) | yes |
+| dropped after the message was sent             | ConnectionLost (DeliveryUnknown)   | never   |
+| no reply after the message was sent            | ResponseTimeout (DeliveryUnknown)  | never   |
+
+"The message was sent" means its body was written after the server's 354; a server that
+drops the link or stays silent before that cannot have it. `send(timeout=...)` bounds the
+whole call, retries included; when it expires the error says honestly how far it got:
+`PoolTimeout` (waiting for a connection), `ConnectTimeout` (opening one), `RequestNotSent`
+(MAIL/RCPT/DATA or a retry pause) or `ResponseTimeout` (the body was written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from xcomm._config import RetryPolicy, Timeout
+from xcomm._errors import (
+    AuthenticationError,
+    CommunicationError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    DeliveryUnknown,
+    MessageError,
+    PoolTimeout,
+    ProviderError,
+    RateLimitError,
+    RecipientRejected,
+    RejectedRecipient,
+    RequestNotSent,
+    ResponseTimeout,
+    ServiceUnavailable,
+    TransportError,
+    ValidationError,
+)
+from xcomm._models import Address, EmailMessage, SendResult
+from xcomm._provider import ProviderContext
+from xcomm._retry import Limiter
+from xcomm._validation import ascii_email, needs_smtputf8
+from xcomm.email._base import EmailProvider
+from xcomm.email._mime import render_message
+from xcomm.email._pool import ConnectionPool, Lease, PoolStatistics, SMTPConnector
+
+try:
+    import aiosmtplib
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _HAVE_AIOSMTPLIB = False
+else:
+    _HAVE_AIOSMTPLIB = True
+
+__all__ = ["SMTPProvider", "plaintext_auth_allowed", "reply_error", "translate"]
+
+_SETUP = frozenset({"connect", "ehlo", "starttls", "auth"})
+_COMMAND = {"connect": "greeting", "body": "end of data", "ehlo": "EHLO"}
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+_THROTTLE = re.compile(
+    r"\brate\b|throttl|too many (?:messages|mails|emails|connections|requests|sessions)"
+    r"|too (?:fast|quickly)|limit exceeded|exceeded .*limit|slow down",
+    re.IGNORECASE,
+)
+_RETRY_IN = re.compile(r"(\d+)\s*(seconds?|secs?|s|minutes?|mins?)\b", re.IGNORECASE)
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+_TLS_MODES = {None: "opportunistic", True: "required", False: "off"}
+_EXPIRED: dict[str, tuple[type[TransportError], str]] = {
+    "pool": (PoolTimeout, "waiting for a pooled connection"),
+    "connect": (ConnectTimeout, "while connecting"),
+    "body": (ResponseTimeout, "waiting for the reply to the message; it may have been delivered"),
+}
+_Outcome = tuple[int, list[str], list[RejectedRecipient], bytes]
+
+
+def reply_error(code: int, text: str, *, phase: str, recipient: str | None = None) -> ProviderError:
+    """The xcomm error for the SMTP reply `code text` received in `phase` (see the table).
+
+    RCPT refusals come back as a one-recipient `RecipientRejected`; `send()` collects them.
+    """
+    extra: dict[str, Any] = {}
+    cls: type[ProviderError]
+    soft = 400 <= code < 500
+    if code == 421:
+        cls, what = ServiceUnavailable, "the server closed the connection"
+    elif code in (530, 534, 535) or (phase == "auth" and not soft):
+        cls, what = AuthenticationError, "the server refused to authenticate"
+    elif phase == "rcpt":
+        refused = RejectedRecipient(address=recipient or "", code=code, reason=text)
+        # The reason often names the address: it stays in `.rejected`, out of str() and logs.
+        return RecipientRejected(
+            "the recipient was refused", provider="smtp", rejected=[refused], status=code
+        )
+    elif soft and phase != "starttls" and (code == 454 or _THROTTLE.search(text)):
+        cls, what, extra = RateLimitError, "throttled", {"retry_after": _retry_after(text)}
+    elif soft:
+        cls, what = ServiceUnavailable, "temporary failure"
+    elif phase in ("connect", "ehlo", "starttls"):
+        cls, what, extra = ServiceUnavailable, "the server refused service", {"transient": False}
+    else:
+        cls, what = MessageError, "the server refused the message"
+    enhanced = _ENHANCED.match(text)
+    return cls(
+        f"{what} at {_COMMAND.get(phase, phase.upper())}",
+        provider="smtp",
+        status=code,
+        error_code=enhanced.group(1) if enhanced else str(code),
+        detail=text,
+        **extra,
+    )
+
+
+def _retry_after(text: str) -> float | None:
+    match = _RETRY_IN.search(text)
+    if match is None:
+        return None
+    return float(match.group(1)) * (60.0 if match.group(2).lower().startswith("m") else 1.0)
+
+
+def translate(exc: BaseException, *, phase: str, server: str = "the server") -> CommunicationError:
+    """The xcomm error for an exception aiosmtplib (or the socket under it) raised in `phase`."""
+    if isinstance(exc, CommunicationError):
+        return exc
+    cert = exc if isinstance(exc, ssl.SSLCertVerificationError) else exc.__cause__
+    if isinstance(cert, ssl.SSLCertVerificationError):
+        return ConfigurationError(
+            f"TLS certificate verification failed for {server}: {cert.verify_message}; trust "
+            "its CA with tls_context=ssl.create_default_context(cafile=...) or fix the host name"
+        )
+    errors = aiosmtplib.errors
+    if isinstance(exc, errors.SMTPResponseException) and exc.code > 0:
+        return reply_error(exc.code, exc.message, phase=phase)
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError | errors.SMTPResponseException):  # timeouts, drops, garbage
+        timeout = isinstance(exc, TimeoutError)
+        if phase == "body":
+            cls: type[TransportError] = ResponseTimeout if timeout else ConnectionLost
+            what = "no reply" if timeout else "the connection dropped"
+            return cls(f"{what} after the message was sent", provider="smtp", detail=detail)
+        if phase in _SETUP:
+            cls = ConnectTimeout if timeout else ConnectError
+            what = "timed out connecting" if timeout else "could not connect"
+            return cls(f"{what} to {server} ({phase})", provider="smtp", detail=detail)
+        what = "no reply in time to" if timeout else "the connection dropped at"
+        return RequestNotSent(
+            f"{what} {phase.upper()}, before the message was sent", provider="smtp", detail=detail
+        )
+    if isinstance(exc, ValueError):  # aiosmtplib refuses unsafe addresses before sending
+        return ValidationError(f"cannot send over SMTP: {exc}")
+    return ConfigurationError(f"{server} cannot be used as configured: {detail}")
+
+
+def plaintext_auth_allowed(host: str, *, allow_plaintext_auth: bool) -> bool:
+    """Whether credentials may cross an unencrypted connection: only when the caller allows
+    it, or to a loopback host (127.0.0.0/8, ::1, localhost)."""
+    if allow_plaintext_auth:
+        return True
+    name = host.strip().rstrip(".").lower() if isinstance(host, str) else ""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class SMTPProvider(EmailProvider):
+    """Send email over SMTP through a small pool of authenticated, encrypted connections.
+
+    Example:
+        ```python
+        async with CommManager() as comm:
+            smtp = comm.smtp("smtp.example.com", username="me@example.com", password="...")
+            result = await smtp.compose().to("you@example.com").subject("Hi").body("Hello").send()
+            print(result.message_id, result.rejected)
+        ```
+
+    TLS: `use_tls=True` is implicit TLS (port 465); otherwise `start_tls=None` upgrades when
+    the server offers STARTTLS, `True` requires it (a server without it raises
+    `ConfigurationError` before anything is sent) and `False` never upgrades. Certificates
+    are verified unless `validate_certs=False`. Credentials never cross an unencrypted
+    connection unless `allow_plaintext_auth=True` or the host is a loopback address.
+
+    A message some recipients refuse still goes to the others (`SendResult.rejected`); when
+    all are refused, `RecipientRejected` is raised. The module docstring maps every failure.
+    """
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        context: ProviderContext,
+        *,
+        limiter: Limiter | None,
+        retry: RetryPolicy | None = None,
+        host: str,
+        port: int = 587,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool = False,
+        start_tls: bool | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        validate_certs: bool = True,
+        oauth_token: str | Callable[[], Awaitable[str]] | None = None,
+        sender: str | Address | None = None,
+        pool_size: int = 4,
+        max_messages_per_connection: int = 100,
+        idle_timeout: float = 30.0,
+        timeout: Timeout | float | None = None,
+        local_hostname: str | None = None,
+        allow_plaintext_auth: bool = False,
+        max_message_size: int | None = None,
+    ) -> None:
+        if not _HAVE_AIOSMTPLIB:  # pragma: no cover
+            raise ConfigurationError(
+                "the SMTP provider needs aiosmtplib: pip install 'xcomm[smtp]'"
+            )
+        super().__init__(context, limiter=limiter, retry=retry)
+        self._timeout = context.timeout if timeout is None else Timeout.coerce(timeout)
+        connector = SMTPConnector(  # validates the connection settings
+            host=host,
+            port=port,
+            translate=lambda exc, phase: translate(exc, phase=phase, server=f"{host}:{port}"),
+            timeout=self._timeout,
+            use_tls=use_tls,
+            start_tls=start_tls,
+            tls_context=tls_context,
+            validate_certs=validate_certs,
+            local_hostname=local_hostname,
+            username=username,
+            password=password,
+            oauth_token=oauth_token,
+            plaintext_auth_ok=plaintext_auth_allowed(
+                host, allow_plaintext_auth=allow_plaintext_auth
+            ),
+        )
+        self._pool = ConnectionPool(  # validates the pool settings
+            connector.open,
+            provider=self.name,
+            clock=context.clock,
+            max_size=pool_size,
+            max_messages_per_connection=max_messages_per_connection,
+            idle_timeout=idle_timeout,
+            pool_timeout=self._timeout.pool,
+        )
+        self.host, self.port, self.username = connector.host, port, username
+        self._tls = "implicit" if use_tls else _TLS_MODES[start_tls]
+        if max_message_size is not None and not (
+            isinstance(max_message_size, int) and max_message_size > 0
+        ):
+            raise ConfigurationError("SMTP provider: max_message_size must be a positive int")
+        self._size_from_server = max_message_size is None
+        self.max_message_size = max_message_size or self.max_message_size
+        try:
+            if sender is not None or username is not None:
+                self.default_sender = Address.parse(sender or username or "")
+        except ValidationError as exc:
+            if sender is not None:
+                raise ConfigurationError(
+                    f"SMTP provider: sender= is not an address: {exc}"
+                ) from exc
+
+    def __repr__(self) -> str:
+        user = f", username={self.username!r}" if self.username else ""
+        return f"SMTPProvider(host={self.host!r}, port={self.port}{user}, tls={self._tls!r})"
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the connection pool: size, idle, in use, counters."""
+        return self._pool.statistics()
+
+    async def aclose(self) -> None:
+        """Say QUIT on idle connections and close the pool. Idempotent."""
+        await super().aclose()
+        await self._pool.aclose()
+
+    async def send(
+        self,
+        message: EmailMessage,
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> SendResult:
+        """Send `message` to every recipient the server accepts.
+
+        `timeout` bounds the whole call (pool wait, connecting, retries); on expiry the error
+        says how far the send got (see the module docstring).
+
+        Raises:
+            ValidationError: no sender or no recipients, or a message that cannot be rendered.
+            RecipientRejected: every recipient was refused.
+            CommunicationError: any other failure, mapped as in the module docstring.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        sender = message.sender or self.default_sender
+        if sender is None:
+            raise ValidationError("the message has no sender: set one on the draft or sender=")
+        if not message.recipients:
+            raise ValidationError("the message has no recipients; add to, cc or bcc addresses")
+        message = msgspec.structs.replace(message, sender=sender)
+        utf8 = any(needs_smtputf8(a) for a in (sender, *message.recipients))
+        # Rendered once: before connecting, unless SMTPUTF8 support must be known first.
+        rendered = {} if utf8 else {False: render_message(message)}
+        stage = ["pool"]  # how far the current attempt got, for when `timeout` expires
+
+        def connecting() -> None:
+            stage[0] = "connect"
+
+        async def attempt(_: int) -> _Outcome:
+            stage[0] = "pool"
+            try:
+                async with self._pool.connection(on_open=connecting) as lease:
+                    stage[0] = "envelope"
+                    return await self._transaction(lease, message, rendered, utf8, stage)
+            except CommunicationError as exc:
+                if not isinstance(exc, DeliveryUnknown):
+                    stage[0] = "retry"
+                raise
+
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                (status, accepted, rejected, data), attempts, duration = await self._call(
+                    "send", attempt
+                )
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise _expired(stage[0], timeout) from exc
+        found = _MESSAGE_ID.search(data.split(b"\r\n\r\n", 1)[0])
+        message_id = " ".join(found.group(1).decode("utf-8", "replace").split()) if found else None
+        return SendResult(
+            message_id=message_id or message.message_id,
+            provider=self.name,
+            accepted=tuple(accepted),
+            rejected=tuple(rejected),
+            attempts=attempts,
+            duration=duration,
+            status=status,
+        )
+
+    async def _transaction(
+        self,
+        lease: Lease,
+        message: EmailMessage,
+        rendered: dict[bool, bytes],
+        utf8: bool,
+        stage: list[str],
+    ) -> _Outcome:
+        """MAIL, RCPT per recipient, DATA: one step at a time, so a failure's phase is known."""
+        smtp = lease.conn.smtp
+        lease.reusable = True  # until MAIL is sent, a failure leaves the connection clean
+        if self._size_from_server and lease.conn.size_limit:
+            self.max_message_size = lease.conn.size_limit
+        if utf8 and not smtp.supports_extension("smtputf8"):
+            raise MessageError(
+                "an address has a non-ASCII local part and the server does not offer SMTPUTF8",
+                provider=self.name,
+            )
+        data = rendered[utf8] = rendered.get(utf8) or render_message(message, utf8=utf8)
+        payload = _LINE_ENDINGS.sub(b"\r\n", data)
+        payload = _LEADING_DOT.sub(
+            b"..", payload if payload.endswith(b"\r\n") else payload + b"\r\n"
+        )
+        if len(payload) > self.max_message_size:
+            raise MessageError(
+                f"the message is {len(payload)} bytes; the limit is {self.max_message_size}",
+                provider=self.name,
+            )
+        options = [f"SIZE={len(payload)}"] if smtp.supports_extension("size") else []
+        options += ["SMTPUTF8"] if utf8 else []
+        options += (
+            ["BODY=8BITMIME"]
+            if not payload.isascii() and smtp.supports_extension("8bitmime")
+            else []
+        )
+        encoding, accepted, rejected, phase = "utf-8" if utf8 else "ascii", [], [], "mail"
+        try:
+            lease.reusable = False
+            await smtp.mail(_wire(message.sender, utf8), options=options, encoding=encoding)
+            phase = "rcpt"
+            for rcpt in message.recipients:
+                try:
+                    await smtp.rcpt(_wire(rcpt, utf8), encoding=encoding)
+                    accepted.append(rcpt.email)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    if exc.code in (421, 530) or exc.code < 0:
+                        raise
+                    rejected.append(
+                        RejectedRecipient(address=rcpt.email, code=exc.code, reason=exc.message)
+                    )
+            if not accepted:
+                await _reset(lease)
+                codes = {r.code for r in rejected}
+                raise RecipientRejected(
+                    f"all {len(rejected)} recipients were refused",
+                    provider=self.name,
+                    rejected=rejected,
+                    status=codes.pop() if len(codes) == 1 else None,
+                )
+            phase = "data"
+            reply = await smtp.execute_command(b"DATA")
+            if reply.code != 354:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+            lease.conn.write_body(payload)  # raises, with nothing sent, if the link is gone
+            phase = stage[0] = "body"
+            code, text = await lease.conn.read_reply(timeout=self._timeout.read)
+            if code != 250:
+                raise aiosmtplib.SMTPDataError(code, text)
+        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            await _reset(lease)
+            raise translate(exc, phase=phase, server=f"{self.host}:{self.port}") from exc
+        lease.reusable = True
+        lease.messages += 1
+        return code, accepted, rejected, data
+
+
+async def _reset(lease: Lease) -> None:
+    """RSET after a failed transaction so the connection can be reused; else drop it."""
+    if lease.conn.alive:
+        try:
+            await lease.conn.smtp.rset()
+            lease.reusable = True
+        except (aiosmtplib.SMTPException, OSError):
+            lease.conn.close()
+
+
+def _wire(address: Address | None, utf8: bool) -> str:
+    """The envelope form: UTF-8 under SMTPUTF8, else with an IDNA (ASCII) domain."""
+    assert address is not None
+    return address.email if utf8 else ascii_email(address)
+
+
+def _expired(stage: str, timeout: float | None) -> CommunicationError:
+    """The honest error for a `send(timeout=...)` that expired in `stage`."""
+    cls, where = _EXPIRED.get(stage, (RequestNotSent, "before the message was sent"))
+    return cls(f"send() timed out after {timeout:g}s {where}", provider="smtp")
