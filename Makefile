@@ -38,6 +38,7 @@ bench: $(STAMP) services
 	$(PY) -m benchmarks.bench_limiter
 	$(PY) -m benchmarks.bench_mime
 	$(PY) -m benchmarks.bench_smtp
+	$(PY) -m benchmarks.bench_http
 
 docs: $(STAMP)
 	$(PY) -m pytest -q tests/test_docs.py

@@ -17,6 +17,8 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from xcomm._errors import ConfigurationError
+
 __all__ = ["XcommLogger", "configure_logging", "get_logger", "redact", "redact_url"]
 
 _SECRET_KEYS = re.compile(
@@ -131,8 +133,13 @@ def configure_logging(
 
     Calling it again replaces the handlers it installed before. Secrets are scrubbed.
     """
+    resolved = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if isinstance(resolved, bool) or not isinstance(resolved, int):
+        raise ConfigurationError(
+            f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL (or an int)"
+        )
     target = logging.getLogger(logger)
-    target.setLevel(level.upper() if isinstance(level, str) else level)
+    target.setLevel(resolved)
     for handler in list(target.handlers):
         if getattr(handler, "_xcomm", False):
             target.removeHandler(handler)
