@@ -32,7 +32,6 @@ import json
 import multiprocessing
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -45,6 +44,7 @@ import aiohttp
 import httpx
 from aiohttp import web
 
+from benchmarks._report import git_hash
 from xcomm import CommManager
 from xcomm.transports import AiohttpTransport
 
@@ -255,21 +255,6 @@ async def bench(
 
 
 # -- reporting ---------------------------------------------------------------------------------
-
-
-def git_hash() -> str | None:
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=5,
-        )
-    except OSError:
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def overhead(xcomm: Result, raw: Result) -> tuple[float, float]:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
 from aiolimiter import AsyncLimiter
 
+from benchmarks._report import metadata
 from xcomm._limits import TokenBucket
 
 REPEATS = 5
@@ -35,17 +34,7 @@ TASKS = 8
 Acquire = Callable[[], Awaitable[None]]
 
 
-def _git_head() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
-
-
-META = {"python": platform.python_version(), "git": _git_head()}
+META = metadata("limiter")
 
 
 def _emit(**fields: object) -> None:

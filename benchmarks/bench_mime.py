@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from benchmarks._report import metadata
 from xcomm._models import Address, Attachment, EmailMessage
 from xcomm.email._mime import format_date, render_message
 
@@ -142,7 +143,7 @@ def main() -> None:
             ("stdlib", theirs, len(case.stdlib())),
         ):
             result = {
-                "bench": "mime",
+                **metadata("mime"),
                 "case": case.name,
                 "impl": impl,
                 "median_us": round(us, 1),

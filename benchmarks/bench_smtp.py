@@ -35,7 +35,6 @@ import asyncio
 import email.message
 import email.utils
 import json
-import platform
 import smtplib
 import statistics
 import subprocess
@@ -48,6 +47,7 @@ from typing import Any
 
 import aiosmtplib
 
+from benchmarks._report import metadata
 from benchmarks._servers import (
     INSTALL_HINT,
     POSTFIX_DIR,
@@ -257,24 +257,9 @@ def measure(
 # -- reporting --------------------------------------------------------------------------
 
 
-def git_hash() -> str | None:
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=5,
-        )
-    except OSError:
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
 def report(results: list[Result], *, reference: Result, xcomm: Result) -> None:
     """One JSON line per result, then a table."""
-    common = {"python": platform.python_version(), "git": git_hash(), "bench": "smtp"}
+    common = metadata("smtp")
     for r in results:
         line = {
             "name": r.name,
