@@ -1,0 +1,191 @@
+"""The outbox contract: records, statuses, and the `OutboxStore` protocol every store implements.
+
+A record is one message to one recipient at one step of one campaign. Its key (campaign,
+recipient, step) is its idempotency key: adding a key that exists changes nothing, so re-running
+a campaign never queues a recipient twice.
+
+```
+pending ──claim──▶ sending ──finish──▶ sent | failed | in_doubt
+   ▲                  │
+   └── lease expired ─┘  (at-least-once: claimed again; at-most-once: in_doubt, never resent)
+```
+
+Records persisted by an older version must still decode: new fields always get defaults.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+__all__ = [
+    "Completion",
+    "DeliveryPolicy",
+    "OutboxRecord",
+    "OutboxStatus",
+    "OutboxStore",
+    "Suppression",
+    "record_key",
+]
+
+
+class OutboxStatus(enum.StrEnum):
+    """Where a record is in its life. The values are persisted: never rename them."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    SUPPRESSED = "suppressed"
+
+
+class DeliveryPolicy(enum.StrEnum):
+    """What happens to a record whose sender died mid-send (its lease expired while `sending`).
+
+    `AT_LEAST_ONCE` claims it again (the recipient may get it twice); `AT_MOST_ONCE` marks it
+    `in_doubt` and never resends it (the recipient may get it zero times). Either way the
+    campaign report says how many.
+    """
+
+    AT_LEAST_ONCE = "at-least-once"
+    AT_MOST_ONCE = "at-most-once"
+
+
+def record_key(campaign_id: str, recipient: str, step: int = 0) -> str:
+    """The idempotency key of one recipient at one step of one campaign."""
+    return f"{campaign_id}\x1f{recipient.lower()}\x1f{step}"
+
+
+class OutboxRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One message to one recipient, as the outbox stores it.
+
+    `variables` are the recipient's personalisation data (JSON-compatible values); `not_before`
+    is when it may be sent (epoch seconds; None: now). `lease_owner`/`lease_until` are set
+    while a sender holds it.
+    """
+
+    key: str
+    campaign_id: str
+    recipient: str
+    step: int = 0
+    variables: dict[str, object] = msgspec.field(default_factory=dict)
+    status: OutboxStatus = OutboxStatus.PENDING
+    attempts: int = 0
+    not_before: float | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    message_id: str | None = None
+    error: str | None = None
+    updated_at: float = 0.0
+
+
+class Completion(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of sending one claimed record, written back in batches by `finish()`."""
+
+    key: str
+    status: OutboxStatus
+    message_id: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    not_before: float | None = None  # with status=PENDING: retry no earlier than this
+
+
+class Suppression(msgspec.Struct, frozen=True, kw_only=True):
+    """An address that must not be sent to (unsubscribed, or permanently rejected)."""
+
+    address: str
+    reason: str
+    created_at: float = 0.0
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """Durable storage of outbox records. Implementations: memory (tests), SQLite (default).
+
+    Every method is safe to call from many tasks at once; stores that share a file between
+    processes (SQLite) make `claim*` atomic across processes too. Times are epoch seconds
+    passed in by the caller (`now=`), so tests control them.
+    """
+
+    async def open(self) -> None:
+        """Create/open the storage. Idempotent."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush and close. Idempotent."""
+        ...
+
+    async def add(self, records: Sequence[OutboxRecord], /) -> int:
+        """Insert records whose key is new; existing keys are left untouched. Returns how many
+        were inserted."""
+        ...
+
+    async def claim(
+        self,
+        keys: Sequence[str],
+        /,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        policy: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE,
+    ) -> list[OutboxRecord]:
+        """Atomically take the given records for sending, returning those taken.
+
+        Taken: `pending` records that are due (`not_before` is None or ≤ now), and `sending`
+        records whose lease expired — under AT_MOST_ONCE those are set to `in_doubt` instead
+        and not returned. Taken records become `sending` with `lease_owner=owner`,
+        `lease_until=now+lease`, `attempts+1`. Anything else (sent, failed, in_doubt,
+        suppressed, leased by a live owner, not due) is not returned.
+        """
+        ...
+
+    async def claim_due(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        campaign_id: str | None = None,
+        policy: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE,
+    ) -> list[OutboxRecord]:
+        """Like `claim`, for up to `limit` records of any key (or of one campaign), oldest
+        `not_before` first. Used by workers and the scheduler."""
+        ...
+
+    async def finish(self, completions: Sequence[Completion], /, *, owner: str, now: float) -> int:
+        """Write outcomes in one transaction. Only records still leased by `owner` change
+        (a sender whose lease was taken over cannot overwrite the new owner's result).
+        Returns how many changed."""
+        ...
+
+    async def counts(self, campaign_id: str, /) -> dict[OutboxStatus, int]:
+        """How many records of the campaign are in each status (absent statuses: 0)."""
+        ...
+
+    def records(
+        self, campaign_id: str, /, *, status: OutboxStatus | None = None
+    ) -> AsyncIterator[OutboxRecord]:
+        """Stream a campaign's records (optionally of one status) in key order, in pages."""
+        ...
+
+    async def suppress(self, address: str, /, *, reason: str, now: float) -> None:
+        """Add an address to the suppression list (case-insensitive). Idempotent."""
+        ...
+
+    async def unsuppress(self, address: str, /) -> bool:
+        """Remove an address; True if it was there."""
+        ...
+
+    async def suppressed(self, addresses: Sequence[str], /) -> set[str]:
+        """Which of `addresses` are suppressed (returned lower-cased)."""
+        ...
+
+    def suppressions(self) -> AsyncIterator[Suppression]:
+        """Every suppressed address."""
+        ...

@@ -1,0 +1,597 @@
+"""`SQLiteOutbox`: the default durable outbox, one SQLite file that many processes may share.
+
+Durability: WAL journal with `synchronous="NORMAL"` (the default). A committed transaction
+survives the process dying at any point (SIGKILL, OOM killer, a crash); a power loss or kernel
+crash may lose the last few commits (never corrupt the file). `synchronous="FULL"` survives
+those too, for an fsync per transaction.
+
+Concurrency: every SQLite call of a store runs on one dedicated thread, so the event loop never
+waits on the disk or on a lock. Writes are `BEGIN IMMEDIATE` transactions: processes sharing the
+file take turns (waiting up to `busy_timeout`), so a claim is atomic across processes and a
+record is never handed to two live senders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, Self, TypeVar
+
+import msgspec
+
+from xcomm._errors import ConfigurationError, LifecycleError, ValidationError
+from xcomm.outbox._base import Completion, DeliveryPolicy, OutboxRecord, OutboxStatus, Suppression
+from xcomm.outbox._memory import check_claim, check_completions, due_rank
+
+__all__ = ["SQLiteOutbox"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+SCHEMA_VERSION = 1
+_CHUNK = 500  # keys per IN (...) list
+_PAGE = 500  # rows per page of records() / suppressions()
+_ENCODER = msgspec.msgpack.Encoder()
+_VARIABLES = msgspec.msgpack.Decoder(dict[str, Any])
+_STATUSES = {status.value: status for status in OutboxStatus}
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS records (
+        key TEXT PRIMARY KEY NOT NULL,
+        campaign_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        step INTEGER NOT NULL DEFAULT 0,
+        variables BLOB,  -- a msgpack map; NULL when empty
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL,
+        lease_owner TEXT,
+        lease_until REAL,
+        message_id TEXT,
+        error TEXT,
+        updated_at REAL NOT NULL DEFAULT 0
+    ) WITHOUT ROWID""",
+    # claim_due: due records in not_before order; entries end with the key (WITHOUT ROWID)
+    "CREATE INDEX IF NOT EXISTS records_due ON records (status, not_before)",
+    # counts() and records(): one campaign's records of one status, in key order
+    "CREATE INDEX IF NOT EXISTS records_campaign ON records (campaign_id, status)",
+    # claim_due(campaign_id=...): that campaign's due records in not_before order
+    "CREATE INDEX IF NOT EXISTS records_campaign_due ON records (campaign_id, status, not_before)",
+    """CREATE TABLE IF NOT EXISTS suppressions (
+        address TEXT PRIMARY KEY NOT NULL,
+        reason TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+)
+_COLUMNS = (
+    "key, campaign_id, recipient, step, variables, status, attempts, not_before, "
+    "lease_owner, lease_until, message_id, error, updated_at"
+)
+# RETURNING hands back an integral REAL as an integer: cast the times back
+_RETURNING = (
+    _COLUMNS.replace("not_before, ", "CAST(not_before AS REAL), ")
+    .replace("lease_until, ", "CAST(lease_until AS REAL), ")
+    .replace("updated_at", "CAST(updated_at AS REAL)")
+)
+_INSERT = f"INSERT OR IGNORE INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_IN_DOUBT = (
+    "status = 'in_doubt', lease_owner = NULL, lease_until = NULL, error = 'lease of ' || "
+    "coalesce(lease_owner, 'an unknown sender') || ' expired before an outcome was recorded'"
+)
+# By keys, "{}" being the list of keys: ?1 now, ?2 owner, ?3 lease_until. The "+status" keeps
+# SQLite from scanning records_due for a long IN list: these must be primary-key lookups.
+_TAKE_KEYS = f"""UPDATE records SET status = 'sending', lease_owner = ?2, lease_until = ?3,
+        attempts = attempts + 1, updated_at = ?1
+    WHERE key IN ({{}}) AND (
+        +status = 'pending' AND (not_before IS NULL OR not_before <= ?1)
+        OR +status = 'sending' AND (lease_until IS NULL OR lease_until <= ?1))
+    RETURNING {_RETURNING}"""
+_DOUBT_KEYS = f"""UPDATE records SET {_IN_DOUBT}, updated_at = ?1
+    WHERE key IN ({{}}) AND +status = 'sending' AND (lease_until IS NULL OR lease_until <= ?1)"""
+# claim_due: "{campaign}" is "" or a condition on :campaign; :now and :limit
+_DOUBT_DUE = f"""UPDATE records SET {_IN_DOUBT}, updated_at = :now
+    WHERE {{campaign}}status = 'sending' AND (lease_until IS NULL OR lease_until <= :now)"""
+_PICK = "SELECT key, not_before FROM records WHERE {campaign}"
+_PICK_NOW = _PICK + "status = 'pending' AND not_before IS NULL ORDER BY key LIMIT :limit"
+_PICK_LATER = (
+    _PICK + "status = 'pending' AND not_before <= :now ORDER BY not_before, key LIMIT :limit"
+)
+_PICK_EXPIRED = _PICK + (
+    "status = 'sending' AND (lease_until IS NULL OR lease_until <= :now) "
+    "ORDER BY not_before, key LIMIT :limit"
+)
+_FINISH = (
+    "UPDATE records SET status = ?1, message_id = ?2, error = ?3, "
+    "attempts = max(attempts + ?4 - 1, 0), "
+    "not_before = CASE WHEN ?1 = 'pending' THEN ?5 ELSE not_before END, "
+    "lease_owner = NULL, lease_until = NULL, updated_at = ?6 "
+    "WHERE key = ?7 AND lease_owner = ?8 AND status = 'sending'"
+)
+_COUNTS = "SELECT status, count(*) FROM records WHERE campaign_id = ? GROUP BY status"
+_PAGE_FROM = (
+    f"SELECT {_COLUMNS} FROM records WHERE campaign_id = ? AND status = ? AND key >= ? "
+    "ORDER BY key LIMIT ?"
+)
+_PAGE_AFTER = _PAGE_FROM.replace("key >= ?", "key > ?")
+_BY_KEYS = f"SELECT {_COLUMNS} FROM records WHERE key IN ({{}})"
+_SUPPRESS = "INSERT OR IGNORE INTO suppressions (address, reason, created_at) VALUES (?, ?, ?)"
+_UNSUPPRESS = "DELETE FROM suppressions WHERE address = ?"
+_IS_SUPPRESSED = "SELECT address FROM suppressions WHERE address IN ({})"
+_SUPPRESSIONS = (
+    "SELECT address, reason, created_at FROM suppressions WHERE address > ? "
+    "ORDER BY address LIMIT ?"
+)
+_GIVE_BACK = (
+    "UPDATE records SET status = 'pending', lease_owner = NULL, lease_until = NULL, "
+    "attempts = max(attempts - 1, 0) "
+    "WHERE key = ? AND lease_owner = ? AND lease_until = ? AND status = 'sending'"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _sql(template: str, count: int) -> str:
+    return template.format(", ".join("?" * count))
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _row(record: OutboxRecord) -> tuple[Any, ...]:
+    try:
+        status = OutboxStatus(record.status).value
+        variables = _ENCODER.encode(record.variables) if record.variables else None
+    except (ValueError, TypeError, msgspec.MsgspecError) as exc:
+        raise ValidationError(f"outbox record {record.key!r} cannot be stored: {exc}") from exc
+    return (
+        record.key, record.campaign_id, record.recipient, record.step, variables, status,
+        record.attempts, record.not_before, record.lease_owner, record.lease_until,
+        record.message_id, record.error, record.updated_at,
+    )  # fmt: skip
+
+
+def _record(row: tuple[Any, ...]) -> OutboxRecord:
+    key, campaign, recipient, step, variables, status, attempts, not_before, *rest = row
+    owner, until, message_id, error, updated_at = rest
+    return OutboxRecord(
+        key=key, campaign_id=campaign, recipient=recipient, step=step,
+        variables=_VARIABLES.decode(variables) if variables else {},
+        status=_STATUSES.get(status) or OutboxStatus(status), attempts=attempts,
+        not_before=not_before, lease_owner=owner, lease_until=until,
+        message_id=message_id, error=error, updated_at=updated_at,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that holds the file's write lock from its first statement."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+async def _result(job: concurrent.futures.Future[_T]) -> _T:
+    """Await a worker-thread job. Cancelling the awaiting task never cancels the job."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[_T] = loop.create_future()
+
+    def transfer() -> None:
+        if waiter.done():  # the awaiting task was cancelled
+            return
+        if (exc := job.exception()) is not None:
+            waiter.set_exception(exc)
+        else:
+            waiter.set_result(job.result())
+
+    def done(_: concurrent.futures.Future[_T]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(transfer)
+
+    job.add_done_callback(done)
+    return await waiter
+
+
+class _Pages(AsyncIterator[_T]):
+    """Items fetched a page at a time, each page after the last key seen."""
+
+    def __init__(
+        self, fetch: Callable[[str | None], Awaitable[list[_T]]], key: Callable[[_T], str]
+    ) -> None:
+        self._fetch, self._key = fetch, key
+        self._page: Iterator[_T] = iter(())
+        self._after: str | None = None
+        self._more = True
+
+    async def __anext__(self) -> _T:
+        for item in self._page:
+            return item
+        if not self._more:
+            raise StopAsyncIteration
+        page = await self._fetch(self._after)
+        self._more = len(page) >= _PAGE
+        if not page:
+            raise StopAsyncIteration
+        self._after = self._key(page[-1])
+        self._page = iter(page)
+        return next(self._page)
+
+
+class SQLiteOutbox:
+    """The durable outbox: one SQLite file (WAL), shared safely by several worker processes.
+
+    ```python
+    import time
+    from xcomm.outbox import OutboxRecord, SQLiteOutbox, record_key
+
+    async with SQLiteOutbox("~/campaigns/outbox.sqlite3") as store:
+        key = record_key("spring", "ann@example.com")
+        await store.add([OutboxRecord(key=key, campaign_id="spring", recipient="ann@example.com")])
+        [record] = await store.claim([key], owner="worker-1", now=time.time(), lease=300)
+    ```
+
+    Every SQLite call runs on the store's own thread (started by `open()`, stopped by
+    `aclose()`). A task cancelled while awaiting a call does not cancel the transaction: a
+    `finish` is still written, and records a cancelled `claim` took are put back. Errors of
+    SQLite itself (a full disk, a lock held longer than `busy_timeout`) propagate as
+    `sqlite3.Error`.
+
+    Args:
+        path: the database file; `~` is expanded; missing directories are created. A new file
+            is readable by its owner only (it holds recipients and their data).
+        busy_timeout: seconds a write waits for another process's transaction to end.
+        synchronous: `"NORMAL"` survives process crashes; `"FULL"` also survives power loss.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigurationError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if not busy_timeout >= 0:
+            raise ConfigurationError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
+        self._path = Path(path).expanduser()
+        self._busy_timeout = float(busy_timeout)
+        self._synchronous = synchronous
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # used on the worker thread only
+        self._opened = self._closed = False
+        # claims whose caller was cancelled: (owner, [(key, lease_until)]) to put back
+        self._returns: collections.deque[tuple[str, list[tuple[str, float | None]]]]
+        self._returns = collections.deque()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._opened else "not open"
+        return f"<SQLiteOutbox {str(self._path)!r} {state}>"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create or open the file and its schema on the store's own thread. Idempotent."""
+        if self._closed:
+            raise LifecycleError("this SQLiteOutbox was closed; create a new one")
+        if self._opened:
+            return
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="xcomm-outbox"
+            )
+        executor = self._executor
+        try:
+            await _result(executor.submit(self._connect))
+        except BaseException:
+            if self._executor is executor:  # not closed meanwhile: unwind this attempt
+                self._executor = None
+                executor.submit(self._disconnect)
+                executor.shutdown(wait=False)
+            raise
+        self._opened = True
+        logger.debug("outbox %s open", self._path)
+
+    async def aclose(self) -> None:
+        """Finish queued work, close the connection and stop the thread. Idempotent."""
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        job = executor.submit(self._job, self._disconnect)
+        executor.shutdown(wait=False)  # the thread exits once the queue is done
+        await _result(job)
+        executor.shutdown(wait=True)  # joins a thread that has nothing left to do
+        logger.debug("outbox %s closed", self._path)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _submit(self, call: Callable[[], _T]) -> concurrent.futures.Future[_T]:
+        if self._executor is None or not self._opened:
+            raise LifecycleError(
+                "this SQLiteOutbox is closed" if self._closed else
+                "this SQLiteOutbox is not open: `await store.open()` or `async with store:` first"
+            )  # fmt: skip
+        return self._executor.submit(self._job, call)
+
+    async def _call(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await _result(self._submit(functools.partial(fn, *args, **kwargs)))
+
+    async def _claiming(
+        self, owner: str, claim: Callable[[], list[OutboxRecord]]
+    ) -> list[OutboxRecord]:
+        job = self._submit(claim)
+        try:
+            return await _result(job)
+        except asyncio.CancelledError:  # the claim may have committed: put its records back
+            job.add_done_callback(functools.partial(self._return_later, owner))
+            raise
+
+    def _return_later(self, owner: str, job: concurrent.futures.Future[list[OutboxRecord]]) -> None:
+        if not job.cancelled() and job.exception() is None and (taken := job.result()):
+            self._returns.append((owner, [(r.key, r.lease_until) for r in taken]))
+
+    # -- the OutboxStore protocol --------------------------------------------------------------
+
+    async def add(self, records: Sequence[OutboxRecord], /) -> int:
+        """Insert the records whose key is new, in one transaction; returns how many."""
+        return await self._call(self._add, list(records)) if records else 0
+
+    async def claim(
+        self,
+        keys: Sequence[str],
+        /,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        policy: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE,
+    ) -> list[OutboxRecord]:
+        """Take the given records for sending (see `OutboxStore.claim`), in the order given.
+
+        One transaction, atomic across processes. If the calling task is cancelled, records
+        the claim took anyway are put back (`pending`, attempt not counted).
+        """
+        check_claim(lease)
+        policy, unique = DeliveryPolicy(policy), list(dict.fromkeys(keys))
+        if not unique:
+            return []
+        claim = functools.partial(self._claim, owner, unique, float(now), float(lease), policy)
+        return await self._claiming(owner, claim)
+
+    async def claim_due(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        campaign_id: str | None = None,
+        policy: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE,
+    ) -> list[OutboxRecord]:
+        """Take up to `limit` due records, oldest `not_before` first (None before any time)."""
+        check_claim(lease, limit)
+        now, lease, policy = float(now), float(lease), DeliveryPolicy(policy)
+        claim = functools.partial(self._claim_due, owner, now, lease, limit, campaign_id, policy)
+        return await self._claiming(owner, claim)
+
+    async def finish(self, completions: Sequence[Completion], /, *, owner: str, now: float) -> int:
+        """Write outcomes of records still leased by `owner`, in one transaction."""
+        statuses, now = check_completions(completions), float(now)
+        rows = [
+            (status.value, c.message_id, c.error, c.attempts, c.not_before, now, c.key, owner)
+            for c, status in zip(completions, statuses, strict=True)
+        ]
+        return await self._call(self._write_many, _FINISH, rows) if rows else 0
+
+    async def counts(self, campaign_id: str, /) -> dict[OutboxStatus, int]:
+        """How many records of the campaign are in each status."""
+        rows = await self._call(self._fetch, _COUNTS, (campaign_id,))
+        counts = dict.fromkeys(OutboxStatus, 0)
+        counts.update((OutboxStatus(status), count) for status, count in rows)
+        return counts
+
+    def records(
+        self, campaign_id: str, /, *, status: OutboxStatus | None = None
+    ) -> AsyncIterator[OutboxRecord]:
+        """A campaign's records (optionally of one status) in key order, 500 per query."""
+        statuses = [OutboxStatus(status)] if status is not None else list(OutboxStatus)
+
+        async def page(after: str | None) -> list[OutboxRecord]:
+            return await self._call(self._records_page, campaign_id, statuses, after)
+
+        return _Pages(page, lambda record: record.key)
+
+    async def suppress(self, address: str, /, *, reason: str, now: float) -> None:
+        """Add an address to the suppression list (the first reason is kept)."""
+        await self._call(self._write_many, _SUPPRESS, [(address.lower(), reason, float(now))])
+
+    async def unsuppress(self, address: str, /) -> bool:
+        """Remove an address; True if it was there."""
+        return await self._call(self._write_many, _UNSUPPRESS, [(address.lower(),)]) > 0
+
+    async def suppressed(self, addresses: Sequence[str], /) -> set[str]:
+        """Which of `addresses` are suppressed, lower-cased."""
+        wanted = list(dict.fromkeys(address.lower() for address in addresses))
+        return await self._call(self._suppressed, wanted) if wanted else set()
+
+    def suppressions(self) -> AsyncIterator[Suppression]:
+        """Every suppressed address, in address order, 500 per query."""
+
+        async def page(after: str | None) -> list[Suppression]:
+            rows = await self._call(self._fetch, _SUPPRESSIONS, (after or "", _PAGE))
+            return [Suppression(address=a, reason=r, created_at=t) for a, r, t in rows]
+
+        return _Pages(page, lambda suppression: suppression.address)
+
+    # -- on the worker thread -----------------------------------------------------------------
+
+    def _job(self, call: Callable[[], _T]) -> _T:
+        while self._returns:
+            owner, leases = self._returns.popleft()
+            try:
+                with _transaction(self._db) as conn:
+                    conn.executemany(_GIVE_BACK, [(key, owner, until) for key, until in leases])
+            except sqlite3.Error:
+                logger.warning(
+                    "could not put back %d records of a cancelled claim; they are claimable "
+                    "again when their lease expires", len(leases), exc_info=True,
+                )  # fmt: skip
+        return call()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LifecycleError("this SQLiteOutbox has no open connection")
+        return self._conn
+
+    def _connect(self) -> None:
+        if self._conn is not None:
+            return
+        if str(self._path) != ":memory:" and not self._path.exists():
+            # Recipients and their data are personal: the file (and so its -wal and -shm) and
+            # a directory made for it are the user's only.
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode.lower() != "wal":
+                logger.warning("outbox %s: journal_mode is %s, not WAL", self._path, mode)
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            with _transaction(conn):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise ConfigurationError(
+                        f"outbox {self._path} has schema version {row[0]}, written by a newer "
+                        f"xcomm (this one reads up to {SCHEMA_VERSION}): upgrade xcomm"
+                    )
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _add(self, records: Sequence[OutboxRecord]) -> int:
+        return self._write_many(_INSERT, [_row(record) for record in records])
+
+    def _take(
+        self, conn: sqlite3.Connection, keys: Sequence[str], owner: str, now: float,
+        lease: float, policy: DeliveryPolicy,
+    ) -> list[OutboxRecord]:  # fmt: skip
+        taken: list[OutboxRecord] = []
+        for chunk in _chunks(keys):
+            if policy is DeliveryPolicy.AT_MOST_ONCE:
+                conn.execute(_sql(_DOUBT_KEYS, len(chunk)), (now, *chunk))
+            rows = conn.execute(_sql(_TAKE_KEYS, len(chunk)), (now, owner, now + lease, *chunk))
+            taken.extend(map(_record, rows.fetchall()))
+        order = {key: index for index, key in enumerate(keys)}
+        taken.sort(key=lambda record: order[record.key])
+        return taken
+
+    def _claim(
+        self, owner: str, keys: Sequence[str], now: float, lease: float, policy: DeliveryPolicy
+    ) -> list[OutboxRecord]:
+        with _transaction(self._db) as conn:
+            return self._take(conn, keys, owner, now, lease, policy)
+
+    def _claim_due(
+        self, owner: str, now: float, lease: float, limit: int, campaign_id: str | None,
+        policy: DeliveryPolicy,
+    ) -> list[OutboxRecord]:  # fmt: skip
+        campaign = "campaign_id = :campaign AND " if campaign_id is not None else ""
+        params = {"now": now, "campaign": campaign_id, "limit": limit}
+        with _transaction(self._db) as conn:
+            picks = [_PICK_NOW, _PICK_LATER]
+            if policy is DeliveryPolicy.AT_MOST_ONCE:
+                conn.execute(_DOUBT_DUE.format(campaign=campaign), params)
+            else:
+                picks.append(_PICK_EXPIRED)
+            found: list[tuple[str, float | None]] = []
+            for pick in picks:
+                found += conn.execute(pick.format(campaign=campaign), params).fetchall()
+            found.sort(key=lambda row: due_rank(row[1], row[0]))
+            keys = [key for key, _ in found[:limit]]
+            return self._take(conn, keys, owner, now, lease, policy)
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        conn = self._db
+        before = conn.total_changes
+        with _transaction(conn):
+            conn.executemany(sql, rows)
+        return conn.total_changes - before
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    def _records_page(
+        self, campaign_id: str, statuses: list[OutboxStatus], after: str | None
+    ) -> list[OutboxRecord]:
+        conn = self._db
+        since = _PAGE_FROM if after is None else _PAGE_AFTER
+        if len(statuses) == 1:
+            rows = conn.execute(since, (campaign_id, statuses[0].value, after or "", _PAGE))
+            return list(map(_record, rows.fetchall()))
+        # One index range per status, merged, read from one snapshot of the file.
+        keys: list[str] = []
+        records: list[OutboxRecord] = []
+        conn.execute("BEGIN")
+        try:
+            for status in statuses:
+                params = (campaign_id, status.value, after or "", _PAGE)
+                keys += (key for (key,) in conn.execute(since.replace(_COLUMNS, "key", 1), params))
+            for chunk in _chunks(sorted(keys)[:_PAGE]):
+                records += map(_record, conn.execute(_sql(_BY_KEYS, len(chunk)), chunk))
+        finally:
+            conn.execute("COMMIT")
+        records.sort(key=lambda record: record.key)
+        return records
+
+    def _suppressed(self, addresses: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(addresses):
+            found.update(a for (a,) in self._db.execute(_sql(_IS_SUPPRESSED, len(chunk)), chunk))
+        return found
