@@ -30,6 +30,15 @@ async def comm(router: respx.MockRouter) -> AsyncIterator[CommManager]:
 
 
 @pytest.fixture(autouse=True)
+def _outbox_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test may write to the user's data directory: the default outbox lives in a tmp dir."""
+    path = tmp_path_factory.mktemp("outbox") / "outbox.sqlite3"
+    monkeypatch.setenv("XCOMM_OUTBOX", str(path))
+
+
+@pytest.fixture(autouse=True)
 async def _no_leaked_tasks() -> AsyncIterator[None]:
     """Every test must leave no task behind (background tasks never outlive their owner)."""
     before = asyncio.all_tasks()

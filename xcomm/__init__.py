@@ -51,8 +51,16 @@ from xcomm._models import (
 )
 from xcomm._presets import PRESETS, PlatformLimit
 from xcomm._provider import Provider
+from xcomm._templates import (
+    CompiledTemplate,
+    RenderedContent,
+    Template,
+    TemplateError,
+    UnsubscribeSigner,
+)
 from xcomm._version import __version__
 from xcomm._webhook import WebhookProvider
+from xcomm.bulk import BulkSender, CampaignFailed, CampaignResult, Outcome, Progress
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
 from xcomm.email._pool import PoolStatistics
@@ -63,9 +71,13 @@ __all__ = [
     "Address",
     "Attachment",
     "AuthenticationError",
+    "BulkSender",
+    "CampaignFailed",
+    "CampaignResult",
     "Clock",
     "CommManager",
     "CommunicationError",
+    "CompiledTemplate",
     "CompositeLimiter",
     "ConfigurationError",
     "ConnectError",
@@ -85,9 +97,11 @@ __all__ = [
     "MonotonicClock",
     "Operation",
     "OperationStats",
+    "Outcome",
     "PlatformLimit",
     "PoolStatistics",
     "PoolTimeout",
+    "Progress",
     "Provider",
     "ProviderError",
     "RateLimit",
@@ -95,19 +109,23 @@ __all__ = [
     "RateLimiter",
     "RecipientRejected",
     "RejectedRecipient",
+    "RenderedContent",
     "RequestNotSent",
     "ResponseTimeout",
     "RetryPolicy",
     "SMTPProvider",
     "SendResult",
     "ServiceUnavailable",
+    "Template",
+    "TemplateError",
     "Timeout",
     "TokenBucket",
     "TransportError",
+    "UnsubscribeSigner",
     "ValidationError",
     "WebhookProvider",
-    "__version__",
     "configure_logging",
     "get_logger",
     "redact",
+    "__version__",
 ]

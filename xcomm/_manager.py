@@ -12,11 +12,13 @@ import enum
 import hashlib
 import inspect
 import logging
+import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import anyio
 import httpx
 
 from xcomm._clock import MONOTONIC, Clock
@@ -35,10 +37,12 @@ from xcomm._limits import GlobalRateLimiter
 from xcomm._metrics import MetricsCollector
 from xcomm._provider import Provider, ProviderContext
 from xcomm._retry import Limiter
+from xcomm.outbox import OutboxStore
 
 if TYPE_CHECKING:
     from xcomm._models import Address
     from xcomm._webhook import WebhookProvider
+    from xcomm.bulk import BulkSender
     from xcomm.email._base import EmailProvider
     from xcomm.email._smtp import SMTPProvider
 
@@ -77,6 +81,9 @@ class CommManager:
             `httpx.MockTransport`; a faster transport slots in here without touching providers).
         clock: the time source for limiters and retry sleeps (tests pass a `FakeClock`).
         metrics: a collector to feed (a new one by default).
+        outbox: where campaigns are tracked: a path or `sqlite:///...` URL (SQLite, WAL),
+            `"memory://"`, or an `OutboxStore`. Default: `$XCOMM_OUTBOX`, else a SQLite file
+            in the user's data directory. Opened on first use, closed with the manager.
 
     A manager opens once (`async with`, or `await comm.open()`); `aclose()` is idempotent.
     Providers are created by cheap synchronous factories on an open manager and connect lazily.
@@ -92,6 +99,7 @@ class CommManager:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         metrics: MetricsCollector | None = None,
+        outbox: str | os.PathLike[str] | OutboxStore | None = None,
     ) -> None:
         if not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be an xcomm.Limits, got {type(limits).__name__}")
@@ -118,6 +126,14 @@ class CommManager:
         self._stack: contextlib.AsyncExitStack | None = None
         self._http: httpx.AsyncClient | None = None
         self._providers: list[Provider] = []
+        if outbox is not None and not isinstance(outbox, str | os.PathLike | OutboxStore):
+            raise ConfigurationError(
+                "outbox must be a path, a URL such as 'sqlite:///campaigns.db' or "
+                "'memory://', or an OutboxStore"
+            )
+        self._outbox_location = outbox
+        self._outbox: OutboxStore | None = None
+        self._outbox_lock: anyio.Lock | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -172,6 +188,24 @@ class CommManager:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    async def outbox(self) -> OutboxStore:
+        """The durable outbox, opened on first use (see the `outbox=` argument)."""
+        self._require_open("use the outbox")
+        if self._outbox is not None:
+            return self._outbox
+        if self._outbox_lock is None:
+            self._outbox_lock = anyio.Lock()
+        async with self._outbox_lock:
+            if self._outbox is None:
+                from xcomm.outbox import default_outbox_location, open_outbox
+
+                store = open_outbox(self._outbox_location or default_outbox_location())
+                await store.open()
+                assert self._stack is not None
+                self._stack.push_async_callback(store.aclose)
+                self._outbox = store
+        return self._outbox
 
     async def _close_providers(self) -> None:
         providers, self._providers = self._providers, []
@@ -353,6 +387,38 @@ class CommManager:
         )
         self._register(provider)
         return provider
+
+    def create_bulk_sender(
+        self,
+        provider: EmailProvider,
+        *,
+        max_concurrent: int = 32,
+        rate_limit: RateLimit | float | None = None,
+        per_domain_concurrency: int | None = None,
+        retry_failed: bool = True,
+        track_delivery: bool = True,
+        policy: str = "at-least-once",
+        lease: float = 300.0,
+    ) -> BulkSender:
+        """A campaign sender over `provider`, tracked in this manager's outbox.
+
+        `rate_limit` is messages per minute (or a `RateLimit`). See `docs/bulk.md`.
+        """
+        self._require_open("create a bulk sender")
+        from xcomm.bulk import BulkSender
+
+        return BulkSender(
+            provider,
+            outbox=self.outbox,
+            clock=self._clock,
+            max_concurrent=max_concurrent,
+            rate_limit=rate_limit,
+            per_domain_concurrency=per_domain_concurrency,
+            retry_failed=retry_failed,
+            track_delivery=track_delivery,
+            policy=policy,
+            lease=lease,
+        )
 
 
 def _user_agent() -> str:

@@ -133,11 +133,15 @@ class Recorder:
     data_delay: float = 0.0
     rcpt_delay: float = 0.0
     data_started: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)
+    max_in_flight: dict[str, int] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.messages.clear()
         self.peers.clear()
         self.auth_attempts.clear()
+        self.in_flight.clear()
+        self.max_in_flight.clear()
         self.transactions = self.data_started = 0
         self.data_delay = self.rcpt_delay = 0.0
 
@@ -174,7 +178,17 @@ class Recorder:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.data_started += 1
-        await asyncio.sleep(self.data_delay)
+        domains = {rcpt.rpartition("@")[2] for rcpt in envelope.rcpt_tos}
+        for domain in domains:  # transactions in flight per recipient domain
+            self.in_flight[domain] = self.in_flight.get(domain, 0) + 1
+            self.max_in_flight[domain] = max(
+                self.max_in_flight.get(domain, 0), self.in_flight[domain]
+            )
+        try:
+            await asyncio.sleep(self.data_delay)
+        finally:
+            for domain in domains:
+                self.in_flight[domain] -= 1
         auth = session.auth_data
         self.messages.append(
             Delivery(
