@@ -282,17 +282,26 @@ class _Run:
     async def main(
         self, recipients: RecipientsSource, personalization: Mapping[str, Mapping[str, Any]] | None
     ) -> None:
+        doubted_before = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
         await self._pass(self._fresh(recipients, personalization))
         if self.sender._retry_failed:
             self.retry_pass = True
             await self._pass(self._due())
         await self.completions.flush()
+        # claim() turns a dead sender's expired leases into in_doubt (at-most-once) without
+        # handing them out; they were counted as skipped, so move them where they belong.
+        doubted = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
+        recovered = doubted - doubted_before - self.tally.in_doubt
+        if recovered > 0:
+            self.tally.in_doubt += recovered
+            self.tally.skipped -= recovered
         await self._progress(final=True)
 
     async def _pass(self, claimed: AsyncIterator[list[OutboxRecord]]) -> None:
         send: ObjectSendStream[OutboxRecord]
         receive: ObjectReceiveStream[OutboxRecord]
-        send, receive = anyio.create_memory_object_stream(self.sender._max_concurrent)
+        # Unbuffered: a claimed record waits in the producer until a worker is free.
+        send, receive = anyio.create_memory_object_stream(0)
         try:
             async with anyio.create_task_group() as tg:
                 async with receive:
@@ -341,15 +350,21 @@ class _Run:
                 if record.status is OutboxStatus.FAILED:
                     self._failed(_outcome(record))
             wanted = [k for k, r in records.items() if r.status is OutboxStatus.PENDING]
-            claimed = await self.store.claim(
-                wanted,
-                owner=self.owner,
-                now=time.time(),
-                lease=self.sender._lease,
-                policy=self.sender._policy,
-            )
-            self.tally.skipped += len(wanted) - len(claimed)
-            yield claimed
+            # Claim only as many as the workers can start now: a record is `sending` from
+            # its claim, so a crash leaves at most about two pools' worth of claimed records
+            # (those in flight and the next chunk), not a whole batch, to resend or doubt.
+            step = self.sender._max_concurrent
+            for start in range(0, len(wanted), step):
+                chunk = wanted[start : start + step]
+                claimed = await self.store.claim(
+                    chunk,
+                    owner=self.owner,
+                    now=time.time(),
+                    lease=self.sender._lease,
+                    policy=self.sender._policy,
+                )
+                self.tally.skipped += len(chunk) - len(claimed)
+                yield claimed
 
     async def _due(self) -> AsyncIterator[list[OutboxRecord]]:
         """The retry pass: this campaign's records put back to pending by the first pass."""
@@ -358,7 +373,7 @@ class _Run:
                 owner=self.owner,
                 now=time.time(),
                 lease=self.sender._lease,
-                limit=self.sender._batch,
+                limit=self.sender._max_concurrent,
                 campaign_id=self.campaign_id,
                 policy=self.sender._policy,
             )
