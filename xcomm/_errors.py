@@ -7,6 +7,7 @@ CommunicationError                      root of everything xcomm raises
 ├── ConfigurationError (+ValueError)    bad settings, unknown provider, missing extra/credentials
 ├── LifecycleError (+RuntimeError)      manager used before open / after close / opened twice
 ├── ValidationError (+ValueError)       bad input, raised before any byte leaves
+├── OutboxError                         the outbox storage failed (disk full, lock timeout)
 ├── ProviderError                       the provider answered "no"
 │   ├── AuthenticationError             credentials refused (HTTP 401/403, SMTP 535)
 │   ├── RateLimitError                  throttled; .retry_after seconds (HTTP 429, SMTP 454)
@@ -46,6 +47,7 @@ __all__ = [
     "DeliveryUnknown",
     "LifecycleError",
     "MessageError",
+    "OutboxError",
     "PoolTimeout",
     "ProviderError",
     "RateLimitError",
@@ -82,6 +84,14 @@ class LifecycleError(CommunicationError, RuntimeError):
 
 class ValidationError(CommunicationError, ValueError):
     """Bad input (address, header, attachment, payload), raised before any byte is sent."""
+
+
+class OutboxError(CommunicationError):
+    """The outbox storage failed (a full disk, a lock held past its timeout, a broken file).
+
+    Nothing about the messages is decided by it: records keep their last written status, and a
+    later run resumes from there.
+    """
 
 
 class RejectedRecipient(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 import xcomm.outbox
-from xcomm import ConfigurationError, LifecycleError, ValidationError
+from xcomm import ConfigurationError, LifecycleError, OutboxError, ValidationError
 from xcomm.outbox import (
     Completion,
     DeliveryPolicy,
@@ -322,8 +322,9 @@ async def test_sqlite_gives_up_after_busy_timeout(tmp_path: Path) -> None:
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(OutboxError, match="locked") as info:
                 await store.add([record(1)])
+            assert isinstance(info.value.__cause__, sqlite3.OperationalError)
         finally:
             other.close()
         assert await store.add([record(1)]) == 1  # and it works again afterwards

@@ -28,7 +28,7 @@ from typing import Any, Literal, ParamSpec, Self, TypeVar
 
 import msgspec
 
-from xcomm._errors import ConfigurationError, LifecycleError, ValidationError
+from xcomm._errors import ConfigurationError, LifecycleError, OutboxError, ValidationError
 from xcomm.outbox._base import Completion, DeliveryPolicy, OutboxRecord, OutboxStatus, Suppression
 from xcomm.outbox._memory import check_claim, check_completions, due_rank
 
@@ -196,6 +196,10 @@ async def _result(job: concurrent.futures.Future[_T]) -> _T:
         if waiter.done():  # the awaiting task was cancelled
             return
         if (exc := job.exception()) is not None:
+            if isinstance(exc, sqlite3.Error):  # the one boundary where SQLite errors translate
+                error = OutboxError(f"the SQLite outbox failed: {exc}")
+                error.__cause__ = exc
+                exc = error
             waiter.set_exception(exc)
         else:
             waiter.set_result(job.result())
@@ -249,8 +253,8 @@ class SQLiteOutbox:
     Every SQLite call runs on the store's own thread (started by `open()`, stopped by
     `aclose()`). A task cancelled while awaiting a call does not cancel the transaction: a
     `finish` is still written, and records a cancelled `claim` took are put back. Errors of
-    SQLite itself (a full disk, a lock held longer than `busy_timeout`) propagate as
-    `sqlite3.Error`.
+    SQLite itself (a full disk, a lock held longer than `busy_timeout`) are raised as
+    `xcomm.OutboxError`, with the `sqlite3.Error` as its cause.
 
     Args:
         path: the database file; `~` is expanded; missing directories are created. A new file
