@@ -28,11 +28,18 @@ def _positive_int(text: str) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from xcomm._demo import run
 
-    return run(args.maildir, burst=args.burst, pool_size=args.pool_size)
+    return run(
+        args.maildir,
+        burst=args.burst,
+        pool_size=args.pool_size,
+        campaign=args.campaign,
+        subscribers=args.subscribers,
+        outbox=args.outbox,
+    )
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from xcomm._demo import DEFAULT_BURST, DEFAULT_MAILDIR, DEFAULT_POOL_SIZE
+    from xcomm._demo import DEFAULT_BURST, DEFAULT_MAILDIR, DEFAULT_POOL_SIZE, DEFAULT_SUBSCRIBERS
 
     parser = commands.add_parser(
         "demo",
@@ -40,7 +47,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description=(
             "Start an SMTP server on 127.0.0.1 that files messages into a Maildir, send a few "
             "messages and a concurrent burst through xcomm's pooled SMTP provider, and print "
-            "the results, the Maildir, the metrics and the pool statistics."
+            "the results, the Maildir, the metrics and the pool statistics. Then send a "
+            "newsletter campaign to generated subscribers through the bulk sender and a SQLite "
+            "outbox, and run it again to show that nothing is sent twice."
         ),
     )
     parser.add_argument(
@@ -62,6 +71,25 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=DEFAULT_POOL_SIZE,
         metavar="N",
         help=f"SMTP connections in the pool (default: {DEFAULT_POOL_SIZE})",
+    )
+    parser.add_argument(
+        "--no-campaign",
+        dest="campaign",
+        action="store_false",
+        help="skip the newsletter campaign and its resume",
+    )
+    parser.add_argument(
+        "--subscribers",
+        type=_positive_int,
+        default=DEFAULT_SUBSCRIBERS,
+        metavar="N",
+        help=f"subscribers the campaign sends to (default: {DEFAULT_SUBSCRIBERS})",
+    )
+    parser.add_argument(
+        "--outbox",
+        default=None,
+        metavar="PATH",
+        help="the campaign's SQLite outbox (default: demo-outbox.sqlite3 next to the Maildir)",
     )
     parser.set_defaults(handler=_run_demo)
 
