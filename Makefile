@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench docs services clean
+.PHONY: install demo test lint format bench bench-memory docs services clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench: $(STAMP) services
 	$(PY) -m benchmarks.bench_mime
 	$(PY) -m benchmarks.bench_smtp
 	$(PY) -m benchmarks.bench_http
+	$(PY) -m benchmarks.bench_outbox
+	$(PY) -m benchmarks.bench_bulk
+
+# Peak RSS streaming 100k and 1M recipients (about 2.5 min with --no-smtp, 5.5 min through smtp-sink).
+bench-memory: $(STAMP) services
+	$(PY) -m benchmarks.bench_memory --no-smtp
 
 docs: $(STAMP)
 	$(PY) -m pytest -q tests/test_docs.py

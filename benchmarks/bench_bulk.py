@@ -1,0 +1,569 @@
+"""Bulk throughput: a personalised campaign through `BulkSender`, nodemailer, smtp-source.
+
+One run, one Postfix `smtp-sink` on loopback, every contender side by side:
+
+- `smtp-source -s 8 -d`: Postfix's C load generator over 8 reused sessions, 1 KB messages,
+  the physical limit of the machine;
+- `xcomm bulk`: `comm.create_bulk_sender(smtp, max_concurrent=..., track_delivery=True)` and
+  `send_campaign()` with a Jinja2 `Template` (subject, text and HTML; 3 variables; about 1 KB
+  rendered, 1.5 KB of MIME on the wire), recipients streamed from a generator of mappings, every
+  message recorded in a fresh SQLite outbox in a temporary directory. Each combination of
+  `--pool-sizes` and `--max-concurrent` runs once (the sweep); the best then runs `--repeats`
+  times, and once more per round with `outbox="memory://"` to show what SQLite costs;
+- `nodemailer`: Node's most used mailer, pooled transport (`maxConnections: 32`,
+  `maxMessages: Infinity`), composing every message with the same personalised subject, text
+  and HTML, 64 `sendMail` calls in flight. Installed once with npm into `.cache/node-bench/`;
+  skipped with a note when node or npm are missing or fail;
+- fastapi-mail is not an xcomm dependency; it is skipped unless already installed.
+
+After the sweep, the contenders run in interleaved rounds (smtp-source, xcomm SQLite, xcomm
+memory, nodemailer, then again), so a noisy neighbour slows them alike; each figure is the
+median of its rounds, and the ratios compare figures of this one run. Every message must be
+accepted: `CampaignResult.sent`, nodemailer's `accepted` and the sink's own counter are checked.
+
+    python -m benchmarks.bench_bulk                     # 20,000 recipients (under 2 minutes)
+    python -m benchmarks.bench_bulk --quick             # 2,000
+    python -m benchmarks.bench_bulk --recipients 50000
+
+Output: one JSON line per result, then a table and the issue's two bars (xcomm >= 0.5x
+smtp-source and >= 3x nodemailer, outbox on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks._report import metadata
+from benchmarks._servers import (
+    INSTALL_HINT,
+    POSTFIX_DIR,
+    MissingToolError,
+    SmtpSink,
+    postfix_tool,
+    run_smtp_source,
+)
+from xcomm import CommManager, Template
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NODE_DIR = REPO_ROOT / ".cache" / "node-bench"
+HOST = "127.0.0.1"
+SENDER = "news@example.com"
+
+DEFAULT_RECIPIENTS = 20_000
+QUICK_RECIPIENTS = 2_000
+POOL_SIZES = (8, 16)
+MAX_CONCURRENT = (32, 64)
+MAX_MESSAGES_PER_CONNECTION = 100_000  # like nodemailer's maxMessages: Infinity
+SMTP_SOURCE_SESSIONS = 8
+NODE_CONNECTIONS = 32
+NODE_IN_FLIGHT = 64
+NODE_TIMEOUT = 600.0
+
+# Three variables; about 1 KB rendered (subject ~40, text ~430, HTML ~520 bytes).
+_PARAGRAPH = "Here is what happened in {{ city }} this month, and what comes next."
+SUBJECT = "{{ name }}, your November digest from {{ city }}"
+TEXT = (
+    "Hi {{ name }},\n\n"
+    + "\n".join([_PARAGRAPH] * 5)
+    + "\n\nYour personal code is {{ code }}; keep it for the next meetup.\n\n"
+    + "See you soon,\nThe Example team\n"
+)
+HTML = (
+    "<html><body><p>Hi {{ name }},</p>\n"
+    + "\n".join([f"<p>{_PARAGRAPH}</p>"] * 5)
+    + "\n<p>Your personal code is <b>{{ code }}</b>; keep it for the next meetup.</p>\n"
+    + "<p>See you soon,<br>The Example team</p></body></html>\n"
+)
+TEMPLATE = Template(subject=SUBJECT, text=TEXT, html=HTML, name="bench-digest")
+
+# The nodemailer contender. The template parts come from Python (the same text as xcomm's);
+# each message fills them in (HTML-escaping the values, as xcomm's template does) and lets
+# nodemailer build the MIME message.
+NODE_SCRIPT = r"""
+"use strict";
+const nodemailer = require("nodemailer");
+const [port, total, inFlight, connections] = process.argv.slice(2).map(Number);
+const parts = JSON.parse(process.env.BENCH_TEMPLATE);
+const escapeHtml = (s) => s.replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+const fill = (source, vars, esc) =>
+  source.replace(/\{\{ (\w+) \}\}/g, (_, key) => (esc ? escapeHtml(vars[key]) : vars[key]));
+const transport = nodemailer.createTransport({
+  host: "127.0.0.1", port, secure: false, ignoreTLS: true,
+  pool: true, maxConnections: connections, maxMessages: Infinity,
+});
+function message(n) {
+  const vars = {
+    name: `User ${n}`,
+    code: "C" + n.toString(16).toUpperCase().padStart(8, "0"),
+    city: parts.cities[n % parts.cities.length],
+  };
+  return {
+    from: parts.sender,
+    to: `user${String(n).padStart(7, "0")}@example${n % 50}.com`,
+    subject: fill(parts.subject, vars, false),
+    text: fill(parts.text, vars, false),
+    html: fill(parts.html, vars, true),
+  };
+}
+(async () => {
+  let next = 0, accepted = 0;
+  const started = process.hrtime.bigint();
+  const worker = async () => {
+    while (next < total) {
+      const info = await transport.sendMail(message(next++));
+      if (info.accepted.length === 1) accepted++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, total) }, worker));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  transport.close();
+  const version = require("nodemailer/package.json").version;
+  console.log(JSON.stringify({ seconds, accepted, version, node: process.version }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+CITIES = ("Lisbon", "Porto", "Braga", "Coimbra", "Faro")
+
+
+@dataclass
+class Result:
+    """One contender's timed runs."""
+
+    name: str
+    messages: int
+    runs: list[float] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    verified: bool = True
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+# -- xcomm -------------------------------------------------------------------------------
+
+
+def recipients(count: int, tag: str) -> Iterator[dict[str, str]]:
+    """`count` distinct recipients over 50 domains, with the template's three variables."""
+    for n in range(count):
+        yield {
+            "email": f"user{n:07d}.{tag}@example{n % 50}.com",
+            "name": f"User {n}",
+            "code": f"C{n:08X}",
+            "city": CITIES[n % len(CITIES)],
+        }
+
+
+async def xcomm_campaign(
+    port: int, count: int, *, pool_size: int, max_concurrent: int, outbox: str, tag: str
+) -> tuple[float, int, int]:
+    """Send one campaign; return (seconds in send_campaign, sent, failed)."""
+    async with CommManager(outbox=outbox) as comm:
+        smtp = comm.smtp(
+            HOST,
+            port,
+            sender=SENDER,
+            pool_size=pool_size,
+            max_messages_per_connection=MAX_MESSAGES_PER_CONNECTION,
+        )
+        bulk = comm.create_bulk_sender(smtp, max_concurrent=max_concurrent, track_delivery=True)
+        started = time.perf_counter()
+        result = await bulk.send_campaign(
+            template=TEMPLATE, recipients=recipients(count, tag), campaign_id=f"bench-{tag}"
+        )
+        elapsed = time.perf_counter() - started
+    if result.failures:
+        print(f"    first failure: {result.failures[0]}", file=sys.stderr)
+    return elapsed, result.sent, result.failed + result.in_doubt
+
+
+class XcommRunner:
+    """Runs campaigns of one configuration, each on a fresh outbox in `workdir`."""
+
+    def __init__(
+        self, port: int, workdir: Path, *, pool_size: int, max_concurrent: int, sqlite: bool
+    ) -> None:
+        self.port, self.workdir, self.sqlite = port, workdir, sqlite
+        self.pool_size, self.max_concurrent = pool_size, max_concurrent
+        self.runs = 0
+
+    def __call__(self, count: int) -> tuple[float, int]:
+        self.runs += 1
+        tag = f"p{self.pool_size}c{self.max_concurrent}{'s' if self.sqlite else 'm'}{self.runs}"
+        outbox = str(self.workdir / f"{tag}.sqlite3") if self.sqlite else "memory://"
+        elapsed, sent, _failed = asyncio.run(
+            xcomm_campaign(
+                self.port,
+                count,
+                pool_size=self.pool_size,
+                max_concurrent=self.max_concurrent,
+                outbox=outbox,
+                tag=tag,
+            )
+        )
+        if self.sqlite:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{outbox}{suffix}").unlink(missing_ok=True)
+        return elapsed, sent
+
+
+# -- nodemailer --------------------------------------------------------------------------
+
+
+def nodemailer_setup(workdir: Path) -> tuple[Path | None, str]:
+    """Install nodemailer once into `.cache/node-bench`; return (script, note) or (None, why)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return None, "node/npm not found on PATH"
+    if not (NODE_DIR / "node_modules" / "nodemailer" / "package.json").is_file():
+        print(f"  installing nodemailer into {NODE_DIR} ...", file=sys.stderr, flush=True)
+        NODE_DIR.mkdir(parents=True, exist_ok=True)
+        manifest = NODE_DIR / "package.json"
+        if not manifest.exists():
+            manifest.write_text('{"name": "xcomm-node-bench", "private": true}\n')
+        try:
+            proc = subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--silent", "nodemailer"],
+                cwd=NODE_DIR,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"npm install nodemailer failed: {exc}"
+        if proc.returncode != 0:
+            return None, f"npm install nodemailer failed: {proc.stderr.strip()[-300:]}"
+    script = workdir / "bench_bulk_nodemailer.js"
+    script.write_text(NODE_SCRIPT)
+    return script, ""
+
+
+class NodemailerRunner:
+    """Runs the nodemailer script in a fresh `node` process per run."""
+
+    def __init__(self, port: int, script: Path) -> None:
+        self.port, self.script = port, script
+        self.versions: dict[str, str] = {}
+        self.env = {
+            **os.environ,
+            "NODE_PATH": str(NODE_DIR / "node_modules"),
+            "BENCH_TEMPLATE": json.dumps(
+                {
+                    "sender": SENDER,
+                    "subject": SUBJECT,
+                    "text": TEXT,
+                    "html": HTML,
+                    "cities": CITIES,
+                }
+            ),
+        }
+
+    def __call__(self, count: int) -> tuple[float, int]:
+        argv = ["node", str(self.script), str(self.port), str(count)]
+        argv += [str(NODE_IN_FLIGHT), str(NODE_CONNECTIONS)]
+        proc = subprocess.run(
+            argv, env=self.env, capture_output=True, text=True, timeout=NODE_TIMEOUT, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"nodemailer script failed: {proc.stderr.strip()[-500:]}")
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        self.versions = {"nodemailer": out["version"], "node": out["node"]}
+        return float(out["seconds"]), int(out["accepted"])
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+def run_once(result: Result, sink: SmtpSink, run: Callable[[int], tuple[float, int]]) -> None:
+    """One timed run of `result`'s contender; checks the client's count and the sink's."""
+    count = result.messages
+    before = sink.messages()
+    elapsed, accepted = run(count)
+    arrived = sink.wait_for_messages(before + count) - before
+    if accepted != count or arrived != count:
+        result.verified = False
+        print(
+            f"  {result.name}: {accepted}/{count} accepted by the client, {arrived} counted "
+            "by the sink",
+            file=sys.stderr,
+        )
+    result.runs.append(elapsed)
+    print(
+        f"  {result.name}: {count / elapsed:,.0f} msgs/s ({elapsed:.2f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def warm_up(sink: SmtpSink, run: Callable[[int], tuple[float, int]], count: int) -> None:
+    before = sink.messages()
+    run(count)
+    sink.wait_for_messages(before + count)
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+
+def report(
+    results: list[Result],
+    *,
+    reference: Result,
+    best: Result,
+    nodemailer: Result | None,
+    skipped: dict[str, str],
+) -> None:
+    """One JSON line per result, then a table and the bars."""
+    common = metadata("bulk")
+    for r in results:
+        line = {
+            "name": r.name,
+            "messages": r.messages,
+            "seconds": round(r.seconds, 4),
+            "msgs_per_s": round(r.rate, 1),
+            "ratio_to_smtp_source": round(r.rate / reference.rate, 3),
+            "runs": [round(s, 4) for s in r.runs],
+            "verified": r.verified,
+            "tags": r.tags,
+            **r.settings,
+            **common,
+        }
+        print(json.dumps(line))
+    for name, why in skipped.items():
+        print(json.dumps({"name": name, "skipped": why, **common}))
+
+    rows = [["contender", "messages", "runs", "msgs/s", "vs smtp-source", "xcomm best is", "note"]]
+    for r in results:
+        note = ", ".join(r.tags)
+        if not r.verified:
+            note = "NOT VERIFIED" + (f", {note}" if note else "")
+        rows.append(
+            [
+                r.name,
+                f"{r.messages:,}",
+                str(len(r.runs)),
+                f"{r.rate:,.0f}",
+                f"{r.rate / reference.rate:.3f}",
+                "-" if r is best else f"{best.rate / r.rate:.2f}x",
+                note,
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print()
+    print(
+        "Bulk campaign throughput: personalised Template (subject/text/HTML, ~1 KB) to "
+        "smtp-sink on loopback, median of the runs; "
+        f"'xcomm best is' = {best.name} / contender"
+    )
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)]
+        cells.append(row[-1])
+        print("  ".join(cells).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    print()
+    ratio = best.rate / reference.rate
+    verdict = "met" if ratio >= 0.5 else "NOT met"
+    print(f"bar: xcomm (outbox on) >= 0.5x smtp-source: {ratio:.2f}x, {verdict}")
+    if nodemailer is not None:
+        ratio = best.rate / nodemailer.rate
+        verdict = "met" if ratio >= 3.0 else "NOT met"
+        print(f"bar: xcomm (outbox on) >= 3x nodemailer (composing): {ratio:.2f}x, {verdict}")
+    for name, why in skipped.items():
+        print(f"skipped: {name}: {why}")
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_bulk",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--recipients", type=int, default=DEFAULT_RECIPIENTS, help="messages per run"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_RECIPIENTS:,} recipients")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved rounds after the sweep (default: 3)"
+    )
+    parser.add_argument(
+        "--pool-sizes", default=",".join(map(str, POOL_SIZES)), help="SMTP pool sizes to sweep"
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        default=",".join(map(str, MAX_CONCURRENT)),
+        help="bulk sender max_concurrent values to sweep",
+    )
+    parser.add_argument("--no-node", action="store_true", help="skip nodemailer")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.recipients = QUICK_RECIPIENTS
+    if args.recipients < 1 or args.repeats < 1:
+        parser.error("--recipients and --repeats must be positive")
+    return args
+
+
+def ensure_postfix_tools() -> None:
+    try:
+        postfix_tool("smtp-sink")
+        postfix_tool("smtp-source")
+    except MissingToolError:
+        print(f"Postfix tools missing in {POSTFIX_DIR}; installing ...", file=sys.stderr)
+        script = REPO_ROOT / "benchmarks" / "install_postfix_tools.sh"
+        subprocess.run(["bash", str(script)], check=True)
+        postfix_tool("smtp-sink")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every contender against one smtp-sink and print the results; 0 when all verified."""
+    args = parse_args(argv)
+    try:
+        ensure_postfix_tools()
+    except (MissingToolError, subprocess.CalledProcessError, OSError) as exc:
+        print(f"bench_bulk: {exc}; {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    n = args.recipients
+    warmup = min(n, max(500, n // 20))
+    skipped: dict[str, str] = {}  # contender -> why
+    if importlib.util.find_spec("fastapi_mail") is None:
+        skipped["fastapi-mail"] = "not installed (not an xcomm dependency)"
+    else:
+        skipped["fastapi-mail"] = "installed, but this benchmark has no runner for it"
+
+    with SmtpSink() as sink, tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
+        workdir = Path(tmp)
+        port = sink.port
+        print(f"smtp-sink on {HOST}:{port}; {n:,} recipients per run", file=sys.stderr)
+
+        def xcomm(pool_size: int, max_concurrent: int, *, sqlite: bool) -> XcommRunner:
+            return XcommRunner(
+                port, workdir, pool_size=pool_size, max_concurrent=max_concurrent, sqlite=sqlite
+            )
+
+        def source(count: int) -> tuple[float, int]:
+            seconds = run_smtp_source(
+                HOST, port, messages=count, sessions=SMTP_SOURCE_SESSIONS, reuse_connections=True
+            )
+            return seconds, count
+
+        print("warm-up", file=sys.stderr, flush=True)
+        warm_up(sink, source, warmup)
+        warm_up(sink, xcomm(8, 32, sqlite=True), warmup)
+
+        # The sweep: every combination once, SQLite outbox on.
+        print("sweep (one run each)", file=sys.stderr, flush=True)
+        sweep: list[tuple[Result, XcommRunner]] = []
+        for pool_size in _ints(args.pool_sizes):
+            for max_concurrent in _ints(args.max_concurrent):
+                result = Result(
+                    f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent} (sweep)",
+                    n,
+                    settings={
+                        "pool_size": pool_size,
+                        "max_concurrent": max_concurrent,
+                        "outbox": "sqlite",
+                        "track_delivery": True,
+                    },
+                )
+                runner = xcomm(pool_size, max_concurrent, sqlite=True)
+                run_once(result, sink, runner)
+                sweep.append((result, runner))
+        chosen, _ = max(sweep, key=lambda item: item[0].rate)
+        pool_size, max_concurrent = chosen.settings["pool_size"], chosen.settings["max_concurrent"]
+        chosen.tags.append("best of sweep")
+
+        # Interleaved rounds: the reference, the best configuration (SQLite and memory
+        # outbox), and nodemailer, in turn.
+        reference = Result(
+            f"smtp-source -s {SMTP_SOURCE_SESSIONS} -d",
+            n,
+            settings={"sessions": SMTP_SOURCE_SESSIONS, "length": 1024},
+            tags=["physical limit"],
+        )
+        best = Result(
+            f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, SQLite outbox",
+            n,
+            settings={**chosen.settings},
+            tags=["best", "outbox on"],
+        )
+        memory = Result(
+            f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, memory:// outbox",
+            n,
+            settings={**chosen.settings, "outbox": "memory"},
+            tags=["no SQLite"],
+        )
+        contenders: list[tuple[Result, Callable[[int], tuple[float, int]]]] = [
+            (reference, source),
+            (best, xcomm(pool_size, max_concurrent, sqlite=True)),
+            (memory, xcomm(pool_size, max_concurrent, sqlite=False)),
+        ]
+        nodemailer: Result | None = None
+        node_runner: NodemailerRunner | None = None
+        if args.no_node:
+            skipped["nodemailer"] = "--no-node"
+        else:
+            script, why = nodemailer_setup(workdir)
+            if script is None:
+                skipped["nodemailer"] = why
+            else:
+                node_runner = NodemailerRunner(port, script)
+                try:
+                    warm_up(sink, node_runner, warmup)
+                except (OSError, RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                    skipped["nodemailer"] = str(exc)
+                    node_runner = None
+            if node_runner is not None:
+                nodemailer = Result(
+                    f"nodemailer pooled ({NODE_CONNECTIONS} connections), composing",
+                    n,
+                    settings={
+                        "max_connections": NODE_CONNECTIONS,
+                        "in_flight": NODE_IN_FLIGHT,
+                        **node_runner.versions,
+                    },
+                    tags=["peer"],
+                )
+                contenders.append((nodemailer, node_runner))
+
+        for round_number in range(1, args.repeats + 1):
+            print(f"round {round_number}/{args.repeats}", file=sys.stderr, flush=True)
+            for result, run in contenders:
+                run_once(result, sink, run)
+
+    results = [reference, best, memory]
+    if nodemailer is not None:
+        results.append(nodemailer)
+    results += [r for r, _ in sweep]
+    report(results, reference=reference, best=best, nodemailer=nodemailer, skipped=skipped)
+    return 0 if all(r.verified for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
