@@ -18,12 +18,12 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from xcomm._bucket import TokenBucket
 from xcomm._clock import Clock
@@ -80,6 +80,40 @@ class _Completions:
             batch, self._buffer = self._buffer, []
             if batch:
                 await self._store.finish(batch, owner=self._owner, now=time.time())
+
+
+class _Feed:
+    """Claimed records for the workers: whoever finds the queue empty claims the next chunk.
+
+    There is no producer task and no stream: a worker takes the next record from a deque, and
+    only when it is empty drives the claiming generator (one worker at a time, under a lock).
+    At most one claimed chunk waits here, which bounds what a crash can leave claimed.
+    """
+
+    def __init__(self, chunks: AsyncIterator[list[OutboxRecord]]) -> None:
+        self._chunks = chunks
+        self._ready: deque[OutboxRecord] = deque()
+        self._lock = anyio.Lock()
+        self._done = False
+
+    async def next(self) -> OutboxRecord | None:
+        while not self._ready:
+            if self._done:
+                return None
+            async with self._lock:
+                if self._ready or self._done:
+                    continue
+                try:
+                    self._ready.extend(await anext(self._chunks))
+                except StopAsyncIteration:
+                    self._done = True
+        return self._ready.popleft()
+
+    async def aclose(self) -> None:
+        self._done = True
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class _DomainSlots:
@@ -298,19 +332,11 @@ class _Run:
         await self._progress(final=True)
 
     async def _pass(self, claimed: AsyncIterator[list[OutboxRecord]]) -> None:
-        send: ObjectSendStream[OutboxRecord]
-        receive: ObjectReceiveStream[OutboxRecord]
-        # Unbuffered: a claimed record waits in the producer until a worker is free.
-        send, receive = anyio.create_memory_object_stream(0)
+        feed = _Feed(claimed)
         try:
             async with anyio.create_task_group() as tg:
-                async with receive:
-                    for _ in range(self.sender._max_concurrent):
-                        tg.start_soon(self._worker, receive.clone())
-                async with send:
-                    async for batch in claimed:
-                        for record in batch:
-                            await send.send(record)
+                for _ in range(self.sender._max_concurrent):
+                    tg.start_soon(self._worker, feed)
         except BaseExceptionGroup as group:
             # One error (a bad recipients source, a bug in a callback) reaches the caller as
             # itself, not wrapped in a group: it is what they have to fix.
@@ -319,6 +345,7 @@ class _Run:
             raise
         finally:
             with anyio.CancelScope(shield=True):
+                await feed.aclose()
                 await self.completions.flush()
 
     async def _fresh(
@@ -402,13 +429,12 @@ class _Run:
             updated_at=time.time(),
         )
 
-    async def _worker(self, receive: ObjectReceiveStream[OutboxRecord]) -> None:
-        async with receive:
-            async for record in receive:
-                completion = await self._send(record)
-                self._count(completion, record)
-                await self.completions.add(completion)
-                await self._progress()
+    async def _worker(self, feed: _Feed) -> None:
+        while (record := await feed.next()) is not None:
+            completion = await self._send(record)
+            self._count(completion, record)
+            await self.completions.add(completion)
+            await self._progress()
 
     async def _send(self, record: OutboxRecord) -> Completion:
         lease = await self.domains(record.recipient.rpartition("@")[2].lower())
