@@ -99,7 +99,7 @@ async def test_wrong_password_is_an_authentication_error_without_retry(
 
     assert info.value.status == 535 and not info.value.transient
     assert server.recorder.transactions == 0
-    # aiosmtplib tries each offered mechanism once (PLAIN, then LOGIN); the policy never retries.
+    # Each offered mechanism is tried once (PLAIN, then LOGIN); the policy never retries.
     assert server.recorder.auth_attempts == ["PLAIN", "LOGIN"]
     assert "wrong!" not in str(info.value) + repr(info.value) + caplog.text
     assert "wrong!" not in repr(smtp)

@@ -30,6 +30,7 @@ from xcomm import (
     ServiceUnavailable,
     Timeout,
 )
+from xcomm.email._wire import SMTPConnection
 
 pytestmark = pytest.mark.service("smtp-sink")
 
@@ -78,6 +79,42 @@ async def test_many_messages_over_a_small_pool(comm: CommManager, fresh_sink: Si
     assert len(sink.dumped()) == 60
     dumped = sink.dumped()[0].read_text()
     assert "X-Mail-Args: <sender@example.com>" in dumped
+
+
+async def test_pipelined_transactions_all_arrive(
+    comm: CommManager, fresh_sink: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # smtp-sink offers PIPELINING: each envelope (MAIL, every RCPT, DATA) is one write.
+    envelopes: list[bytes] = []
+    write = SMTPConnection.write
+
+    def spy(self: SMTPConnection, data: bytes) -> None:
+        if data.startswith(b"MAIL "):
+            envelopes.append(data)
+        write(self, data)
+
+    monkeypatch.setattr(SMTPConnection, "write", spy)
+    sink = fresh_sink(dump=True)
+    smtp = comm.smtp("127.0.0.1", sink.port, pool_size=3)
+    to = [[f"r{i}.{n}@example.org" for n in range(3)] for i in range(40)]
+    results = await asyncio.gather(*(smtp.send(message(i, *to[i])) for i in range(40)))
+
+    assert [r.accepted for r in results] == [tuple(rcpts) for rcpts in to]
+    assert all(r.ok and r.status == 250 and r.attempts == 1 for r in results)
+    assert len(envelopes) == 40
+    assert all(e.count(b"RCPT TO:") == 3 and e.endswith(b"\r\nDATA\r\n") for e in envelopes)
+    await smtp.aclose()
+    dumped = [path.read_text() for path in sink.dumped()]
+    assert len(dumped) == 40  # every message arrived, each with its three recipients
+    arrived = sorted(
+        sorted(
+            line.split("<", 1)[1].rstrip(">")
+            for line in text.splitlines()
+            if line.startswith("X-Rcpt-Args: ")
+        )
+        for text in dumped
+    )
+    assert arrived == sorted(to)
 
 
 async def test_soft_rcpt_rejection_is_retried_then_raised(

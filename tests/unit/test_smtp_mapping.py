@@ -6,7 +6,6 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiosmtplib
 import httpx
 import pytest
 
@@ -36,6 +35,13 @@ from xcomm._clock import MONOTONIC
 from xcomm._provider import ProviderContext
 from xcomm._retry import is_retryable
 from xcomm.email._smtp import plaintext_auth_allowed, reply_error, translate
+from xcomm.email._wire import (
+    SMTPDisconnected,
+    SMTPNotSupported,
+    SMTPProtocolError,
+    SMTPReplyError,
+    UnsafeArgument,
+)
 
 POLICY = RetryPolicy()
 
@@ -96,31 +102,35 @@ def test_reply_error_evidence() -> None:
 
 # exception, phase -> xcomm error class
 EXCEPTIONS: list[tuple[BaseException, str, type[CommunicationError]]] = [
-    (aiosmtplib.SMTPConnectError("Error connecting: [Errno 111] refused"), "connect", ConnectError),
-    (aiosmtplib.SMTPConnectTimeoutError("Timed out connecting"), "connect", ConnectTimeout),
-    (aiosmtplib.SMTPConnectResponseError(421, "4.0.0 closing"), "connect", ServiceUnavailable),
-    (aiosmtplib.SMTPReadTimeoutError("Timed out"), "ehlo", ConnectTimeout),
-    (aiosmtplib.SMTPReadTimeoutError("Timed out"), "starttls", ConnectTimeout),
-    (aiosmtplib.SMTPServerDisconnected("Connection lost"), "auth", ConnectError),
-    (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 no"), "auth", AuthenticationError),
-    (aiosmtplib.SMTPSenderRefused(553, "5.1.8 bad sender", "a@b.c"), "mail", MessageError),
-    (aiosmtplib.SMTPServerDisconnected("Unexpected EOF"), "mail", RequestNotSent),
-    (aiosmtplib.SMTPServerDisconnected("Unexpected EOF"), "data", RequestNotSent),
-    (aiosmtplib.SMTPReadTimeoutError("Timed out"), "rcpt", RequestNotSent),
-    (aiosmtplib.SMTPReadTimeoutError("Timed out"), "data", RequestNotSent),
-    (aiosmtplib.SMTPResponseException(-1, "Malformed SMTP response"), "mail", RequestNotSent),
-    (aiosmtplib.SMTPDataError(451, "4.3.0 later"), "body", ServiceUnavailable),
-    (aiosmtplib.SMTPDataError(554, "5.6.0 bad content"), "body", MessageError),
-    (aiosmtplib.SMTPServerDisconnected("Connection lost"), "body", ConnectionLost),
+    (ConnectionRefusedError(111, "Connection refused"), "connect", ConnectError),
+    (TimeoutError("timed out connecting"), "connect", ConnectTimeout),
+    (SMTPReplyError(421, "4.0.0 closing"), "connect", ServiceUnavailable),
+    (TimeoutError("no reply from the server within 2s"), "ehlo", ConnectTimeout),
+    (TimeoutError("no reply from the server within 2s"), "starttls", ConnectTimeout),
+    (SMTPDisconnected("the server closed the connection"), "auth", ConnectError),
+    (SMTPReplyError(535, "5.7.8 no"), "auth", AuthenticationError),
+    (SMTPReplyError(553, "5.1.8 bad sender"), "mail", MessageError),
+    (SMTPDisconnected("the server closed the connection"), "mail", RequestNotSent),
+    (SMTPDisconnected("the server closed the connection"), "data", RequestNotSent),
+    (TimeoutError("no reply from the server within 2s"), "rcpt", RequestNotSent),
+    (TimeoutError("no reply from the server within 2s"), "data", RequestNotSent),
+    (SMTPProtocolError("malformed SMTP reply line: b'xyz'"), "mail", RequestNotSent),
+    (SMTPReplyError(451, "4.3.0 later"), "body", ServiceUnavailable),
+    (SMTPReplyError(554, "5.6.0 bad content"), "body", MessageError),
+    (SMTPDisconnected("the server closed the connection"), "body", ConnectionLost),
     (ConnectionResetError(104, "reset"), "body", ConnectionLost),
-    (aiosmtplib.SMTPResponseException(-1, "Response too long"), "body", ConnectionLost),
-    (aiosmtplib.SMTPReadTimeoutError("Timed out"), "body", ResponseTimeout),
+    (SMTPProtocolError("a reply line is longer than 8192 bytes"), "body", ConnectionLost),
+    (TimeoutError("no reply from the server within 2s"), "body", ResponseTimeout),
+    # a pipelined envelope that got no reply: any of its commands may be the stuck one
+    (TimeoutError("no reply from the server within 2s"), "mail/rcpt/data", RequestNotSent),
+    (SMTPDisconnected("the server closed the connection"), "rcpt/data", RequestNotSent),
     (
-        aiosmtplib.SMTPException("The SMTP AUTH extension is not supported"),
+        SMTPNotSupported("the server offers no AUTH mechanism xcomm has (PLAIN, LOGIN)"),
         "auth",
         ConfigurationError,
     ),
-    (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported"), "mail", ConfigurationError),
+    (SMTPNotSupported("SMTPUTF8 is not supported"), "mail", ConfigurationError),
+    (UnsafeArgument("an SMTP command argument contains CR, LF or NUL"), "rcpt", ValidationError),
     (ValueError("Address contains characters not permitted"), "rcpt", ValidationError),
 ]
 
@@ -138,7 +148,7 @@ def test_translate(exc: BaseException, phase: str, cls: type[CommunicationError]
 def test_translate_certificate_failure_is_a_configuration_error() -> None:
     cert = ssl.SSLCertVerificationError(1, "certificate verify failed")
     cert.verify_message = "unable to get local issuer certificate"
-    for exc in (cert, _caused(aiosmtplib.SMTPConnectError("Error connecting"), cert)):
+    for exc in (cert, _caused(SMTPDisconnected("the TLS handshake failed"), cert)):
         error = translate(exc, phase="connect", server="smtp.example.com:465")
         assert isinstance(error, ConfigurationError)
         assert "unable to get local issuer certificate" in str(error)

@@ -1,8 +1,10 @@
-"""The pooled SMTP provider, and the one place aiosmtplib's exceptions become xcomm errors.
+"""The pooled SMTP provider, and the one place the wire client's exceptions become xcomm errors.
 
-Each send runs MAIL, one RCPT per recipient, then DATA, step by step, so the phase of a
-failure is known. `translate()` maps an aiosmtplib exception raised in a phase, and
-`reply_error()` maps an SMTP reply:
+Each send runs MAIL, one RCPT per recipient, then DATA (`_transaction.py`): in one write when
+the server offers PIPELINING (after the message a send waiting for the pool goes on at once),
+else step by step; either way the phase of a failure is known.
+`translate()` maps an exception the wire client (`_wire.py`) or its socket raised in a phase,
+and `reply_error()` maps an SMTP reply:
 
 | What happened                                  | xcomm error                        | retried |
 |------------------------------------------------|------------------------------------|---------|
@@ -23,10 +25,11 @@ failure is known. `translate()` maps an aiosmtplib exception raised in a phase, 
 | no reply after the message was sent            | ResponseTimeout (DeliveryUnknown)  | never   |
 
 "The message was sent" means its body was written after the server's 354; a server that
-drops the link or stays silent before that cannot have it. `send(timeout=...)` bounds the
-whole call, retries included; when it expires the error says honestly how far it got:
-`PoolTimeout` (waiting for a connection), `ConnectTimeout` (opening one), `RequestNotSent`
-(MAIL/RCPT/DATA or a retry pause) or `ResponseTimeout` (the body was written).
+drops the link or stays silent before that cannot have it (pipelined or not, only the
+envelope has left by then). `send(timeout=...)` bounds the whole call, retries included;
+when it expires the error says honestly how far it got: `PoolTimeout` (waiting for a
+connection), `ConnectTimeout` (opening one), `RequestNotSent` (MAIL/RCPT/DATA or a retry
+pause) or `ResponseTimeout` (the body was written).
 """
 
 from __future__ import annotations
@@ -67,14 +70,9 @@ from xcomm._retry import Limiter
 from xcomm._validation import ascii_email, needs_smtputf8
 from xcomm.email._base import EmailProvider
 from xcomm.email._mime import render_message
-from xcomm.email._pool import ConnectionPool, Lease, PoolStatistics, SMTPConnector
-
-try:
-    import aiosmtplib
-except ImportError:  # pragma: no cover - exercised only without the extra
-    _HAVE_AIOSMTPLIB = False
-else:
-    _HAVE_AIOSMTPLIB = True
+from xcomm.email._pool import ConnectionPool, Lease, PoolStatistics
+from xcomm.email._transaction import SMTPConnector, dot_stuff, run_transaction
+from xcomm.email._wire import SMTPProtocolError, SMTPReplyError
 
 __all__ = ["SMTPProvider", "plaintext_auth_allowed", "reply_error", "translate"]
 
@@ -87,8 +85,6 @@ _THROTTLE = re.compile(
     re.IGNORECASE,
 )
 _RETRY_IN = re.compile(r"(\d+)\s*(seconds?|secs?|s|minutes?|mins?)\b", re.IGNORECASE)
-_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 _MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)")
 _TLS_MODES = {None: "opportunistic", True: "required", False: "off"}
 _EXPIRED: dict[str, tuple[type[TransportError], str]] = {
@@ -144,7 +140,9 @@ def _retry_after(text: str) -> float | None:
 
 
 def translate(exc: BaseException, *, phase: str, server: str = "the server") -> CommunicationError:
-    """The xcomm error for an exception aiosmtplib (or the socket under it) raised in `phase`."""
+    """The xcomm error for an exception the wire client (or the socket under it) raised in
+    `phase`: "connect", "ehlo", "starttls", "auth", "mail", "rcpt", "data" or "body" (or
+    "mail/rcpt/data", "rcpt/data" for a pipelined envelope that got no reply)."""
     if isinstance(exc, CommunicationError):
         return exc
     cert = exc if isinstance(exc, ssl.SSLCertVerificationError) else exc.__cause__
@@ -153,11 +151,10 @@ def translate(exc: BaseException, *, phase: str, server: str = "the server") -> 
             f"TLS certificate verification failed for {server}: {cert.verify_message}; trust "
             "its CA with tls_context=ssl.create_default_context(cafile=...) or fix the host name"
         )
-    errors = aiosmtplib.errors
-    if isinstance(exc, errors.SMTPResponseException) and exc.code > 0:
-        return reply_error(exc.code, exc.message, phase=phase)
+    if isinstance(exc, SMTPReplyError):
+        return reply_error(exc.code, exc.text, phase=phase)
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, OSError | errors.SMTPResponseException):  # timeouts, drops, garbage
+    if isinstance(exc, OSError | SMTPProtocolError):  # timeouts, drops, garbage
         timeout = isinstance(exc, TimeoutError)
         if phase == "body":
             cls: type[TransportError] = ResponseTimeout if timeout else ConnectionLost
@@ -171,7 +168,7 @@ def translate(exc: BaseException, *, phase: str, server: str = "the server") -> 
         return RequestNotSent(
             f"{what} {phase.upper()}, before the message was sent", provider="smtp", detail=detail
         )
-    if isinstance(exc, ValueError):  # aiosmtplib refuses unsafe addresses before sending
+    if isinstance(exc, ValueError):  # the wire client refuses CR/LF/NUL before sending
         return ValidationError(f"cannot send over SMTP: {exc}")
     return ConfigurationError(f"{server} cannot be used as configured: {detail}")
 
@@ -237,16 +234,14 @@ class SMTPProvider(EmailProvider):
         allow_plaintext_auth: bool = False,
         max_message_size: int | None = None,
     ) -> None:
-        if not _HAVE_AIOSMTPLIB:  # pragma: no cover
-            raise ConfigurationError(
-                "the SMTP provider needs aiosmtplib: pip install 'xcomm[smtp]'"
-            )
         super().__init__(context, limiter=limiter, retry=retry)
         self._timeout = context.timeout if timeout is None else Timeout.coerce(timeout)
+        server = f"{host}:{port}"
+        self._translate = lambda exc, phase: translate(exc, phase=phase, server=server)
         connector = SMTPConnector(  # validates the connection settings
             host=host,
             port=port,
-            translate=lambda exc, phase: translate(exc, phase=phase, server=f"{host}:{port}"),
+            translate=self._translate,
             timeout=self._timeout,
             use_tls=use_tls,
             start_tls=start_tls,
@@ -321,42 +316,64 @@ class SMTPProvider(EmailProvider):
         sender = message.sender or self.default_sender
         if sender is None:
             raise ValidationError("the message has no sender: set one on the draft or sender=")
-        if not message.recipients:
+        recipients = message.recipients
+        if not recipients:
             raise ValidationError("the message has no recipients; add to, cc or bcc addresses")
-        message = msgspec.structs.replace(message, sender=sender)
-        utf8 = any(needs_smtputf8(a) for a in (sender, *message.recipients))
+        if message.sender is None:
+            message = msgspec.structs.replace(message, sender=sender)
+        utf8 = needs_smtputf8(sender) or any(map(needs_smtputf8, recipients))
         # Rendered once: before connecting, unless SMTPUTF8 support must be known first.
         rendered = {} if utf8 else {False: render_message(message)}
         stage = ["pool"]  # how far the current attempt got, for when `timeout` expires
+        pool = self._pool
 
         def connecting() -> None:
             stage[0] = "connect"
 
         async def attempt(_: int) -> _Outcome:
             stage[0] = "pool"
+            handed = False
+
+            def hand_over() -> bool:  # the message is written: let a waiting send go on
+                nonlocal handed
+                handed = pool.hand_over(lease)
+                return handed
+
             try:
-                async with self._pool.connection(on_open=connecting) as lease:
+                lease = await pool.checkout(on_open=connecting)
+                try:
                     stage[0] = "envelope"
-                    return await self._transaction(lease, message, rendered, utf8, stage)
+                    outcome = await self._transaction(
+                        lease, message, recipients, rendered, utf8, stage, hand_over
+                    )
+                finally:
+                    if not handed:
+                        await pool.checkin(lease)
+                if handed:
+                    pool.count_sent()
+                return outcome
             except CommunicationError as exc:
                 if not isinstance(exc, DeliveryUnknown):
                     stage[0] = "retry"
                 raise
 
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                (status, accepted, rejected, data), attempts, duration = await self._call(
-                    "send", attempt
-                )
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise
-            raise _expired(stage[0], timeout) from exc
-        found = _MESSAGE_ID.search(data.split(b"\r\n\r\n", 1)[0])
-        message_id = " ".join(found.group(1).decode("utf-8", "replace").split()) if found else None
+        if timeout is None:
+            (status, accepted, rejected, data), attempts, duration = await self._call(
+                "send", attempt
+            )
+        else:
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    (status, accepted, rejected, data), attempts, duration = await self._call(
+                        "send", attempt
+                    )
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise
+                raise _expired(stage[0], timeout) from exc
         return SendResult(
-            message_id=message_id or message.message_id,
+            message_id=message.message_id or _message_id(data),  # the renderer writes it as is
             provider=self.name,
             accepted=tuple(accepted),
             rejected=tuple(rejected),
@@ -369,97 +386,59 @@ class SMTPProvider(EmailProvider):
         self,
         lease: Lease,
         message: EmailMessage,
+        recipients: tuple[Address, ...],
         rendered: dict[bool, bytes],
         utf8: bool,
         stage: list[str],
+        hand_over: Callable[[], bool],
     ) -> _Outcome:
-        """MAIL, RCPT per recipient, DATA: one step at a time, so a failure's phase is known."""
-        smtp = lease.conn.smtp
+        """Check and render the message for this server, then run the transaction."""
+        conn = lease.conn.wire
         lease.reusable = True  # until MAIL is sent, a failure leaves the connection clean
-        if self._size_from_server and lease.conn.size_limit:
-            self.max_message_size = lease.conn.size_limit
-        if utf8 and not smtp.supports_extension("smtputf8"):
+        if self._size_from_server and conn.size_limit:
+            self.max_message_size = conn.size_limit
+        extensions = conn.extensions
+        if utf8 and "smtputf8" not in extensions:
             raise MessageError(
                 "an address has a non-ASCII local part and the server does not offer SMTPUTF8",
                 provider=self.name,
             )
         data = rendered[utf8] = rendered.get(utf8) or render_message(message, utf8=utf8)
-        payload = _LINE_ENDINGS.sub(b"\r\n", data)
-        payload = _LEADING_DOT.sub(
-            b"..", payload if payload.endswith(b"\r\n") else payload + b"\r\n"
-        )
+        payload = dot_stuff(data)
         if len(payload) > self.max_message_size:
             raise MessageError(
                 f"the message is {len(payload)} bytes; the limit is {self.max_message_size}",
                 provider=self.name,
             )
-        options = [f"SIZE={len(payload)}"] if smtp.supports_extension("size") else []
-        options += ["SMTPUTF8"] if utf8 else []
-        options += (
-            ["BODY=8BITMIME"]
-            if not payload.isascii() and smtp.supports_extension("8bitmime")
-            else []
+        options = [b"SIZE=%d" % len(payload)] if "size" in extensions else []
+        if utf8:
+            options.append(b"SMTPUTF8")
+        if "8bitmime" in extensions and not payload.isascii():
+            options.append(b"BODY=8BITMIME")
+        encoding = "utf-8" if utf8 else "ascii"
+        code, accepted, rejected = await run_transaction(
+            lease,
+            sender=_envelope(message.sender, utf8).encode(encoding),
+            options=options,
+            recipients=recipients,
+            addresses=[_envelope(r, utf8).encode(encoding) for r in recipients],
+            payload=payload,
+            timeout=self._timeout.read,
+            stage=stage,
+            translate=self._translate,
+            hand_over=hand_over,
         )
-        encoding, accepted, rejected, phase = "utf-8" if utf8 else "ascii", [], [], "mail"
-        try:
-            lease.reusable = False
-            # execute_command, not smtp.mail()/rcpt(): those re-parse every address with
-            # email.utils, which we validated already (a measurable share of each send).
-            sender = _wire(message.sender, utf8)
-            reply = await smtp.execute_command(
-                b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *(o.encode() for o in options)
-            )
-            if reply.code != 250:
-                raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
-            phase = "rcpt"
-            for rcpt in message.recipients:
-                address = _wire(rcpt, utf8).encode(encoding)
-                reply = await smtp.execute_command(b"RCPT", b"TO:<" + address + b">")
-                if reply.code in (250, 251):
-                    accepted.append(rcpt.email)
-                elif reply.code in (421, 530):
-                    raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, rcpt.email)
-                else:
-                    rejected.append(
-                        RejectedRecipient(address=rcpt.email, code=reply.code, reason=reply.message)
-                    )
-            if not accepted:
-                await _reset(lease)
-                codes = {r.code for r in rejected}
-                raise RecipientRejected(
-                    f"all {len(rejected)} recipients were refused",
-                    provider=self.name,
-                    rejected=rejected,
-                    status=codes.pop() if len(codes) == 1 else None,
-                )
-            phase = "data"
-            reply = await smtp.execute_command(b"DATA")
-            if reply.code != 354:
-                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-            lease.conn.write_body(payload)  # raises, with nothing sent, if the link is gone
-            phase = stage[0] = "body"
-            code, text = await lease.conn.read_reply(timeout=self._timeout.read)
-            if code != 250:
-                raise aiosmtplib.SMTPDataError(code, text)
-        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
-            await _reset(lease)
-            raise translate(exc, phase=phase, server=f"{self.host}:{self.port}") from exc
-        lease.reusable = True
-        lease.messages += 1
         return code, accepted, rejected, data
 
 
-async def _reset(lease: Lease) -> None:
-    """RSET after a failed transaction so the connection can be reused; else drop it."""
-    if lease.conn.alive:
-        try:
-            await lease.conn.smtp.rset()
-            lease.reusable = True
-        except (aiosmtplib.SMTPException, OSError):
-            lease.conn.close()
+def _message_id(data: bytes) -> str | None:
+    """The Message-ID header of a rendered message (the renderer makes one up when needed)."""
+    end = data.find(b"\r\n\r\n")  # the header block only
+    found = _MESSAGE_ID.search(data, 0, end if end >= 0 else len(data))
+    return " ".join(found.group(1).decode("utf-8", "replace").split()) if found else None
 
 
-def _wire(address: Address | None, utf8: bool) -> str:
+def _envelope(address: Address | None, utf8: bool) -> str:
     """The envelope form: UTF-8 under SMTPUTF8, else with an IDNA (ASCII) domain."""
     assert address is not None
     return address.email if utf8 else ascii_email(address)
