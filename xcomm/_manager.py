@@ -308,7 +308,7 @@ class CommManager:
         rate_limit: RateLimit | float | None = None,
         retry: RetryPolicy | None = None,
     ) -> SMTPProvider:
-        """A pooled SMTP provider that pipelines when the server allows. See `docs/providers/smtp.md`.
+        """A pooled SMTP provider (PIPELINING when offered). See `docs/providers/smtp.md`.
 
         `rate_limit` (a `RateLimit`, or messages per minute) applies to this account
         (host, port, user); `rate_limits={"smtp": ...}` on the manager to all SMTP providers.
