@@ -70,9 +70,11 @@ async def crash_midway(server: Any, outbox: Path, policy: str) -> list[str]:
         child.send_signal(signal.SIGKILL)
     _, stderr = await child.communicate()
     assert child.returncode == -signal.SIGKILL, stderr.decode()
+    # Let the dead sender's leases expire; the server thread also finishes recording what the
+    # child had fully sent before the kill (taking the snapshot earlier would miss those).
+    await asyncio.sleep(LEASE + 0.2)
     before = delivered(server)
     assert 400 <= len(before) < N, "the kill must land mid-campaign"
-    await asyncio.sleep(LEASE + 0.2)  # the dead sender's leases expire
     return before
 
 
