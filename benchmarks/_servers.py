@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -227,3 +228,15 @@ def run_smtp_source(
             f"smtp-source exited with {proc.returncode}: {proc.stderr.decode(errors='replace')}"
         )
     return elapsed
+
+
+def ensure_postfix_tools() -> None:
+    """Install smtp-sink/smtp-source into POSTFIX_DIR when they are missing."""
+    try:
+        postfix_tool("smtp-sink")
+        postfix_tool("smtp-source")
+    except MissingToolError:
+        print(f"Postfix tools missing in {POSTFIX_DIR}; installing ...", file=sys.stderr)
+        script = REPO_ROOT / "benchmarks" / "install_postfix_tools.sh"
+        subprocess.run(["bash", str(script)], check=True)
+        postfix_tool("smtp-sink")

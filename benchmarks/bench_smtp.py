@@ -50,10 +50,9 @@ import aiosmtplib
 from benchmarks._report import metadata
 from benchmarks._servers import (
     INSTALL_HINT,
-    POSTFIX_DIR,
     MissingToolError,
     SmtpSink,
-    postfix_tool,
+    ensure_postfix_tools,
     run_smtp_source,
 )
 from xcomm import Address, CommManager, EmailMessage
@@ -338,17 +337,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.messages = QUICK_MESSAGES
     return args
-
-
-def ensure_postfix_tools() -> None:
-    try:
-        postfix_tool("smtp-sink")
-        postfix_tool("smtp-source")
-    except MissingToolError:
-        print(f"Postfix tools missing in {POSTFIX_DIR}; installing ...", file=sys.stderr)
-        script = REPO_ROOT / "benchmarks" / "install_postfix_tools.sh"
-        subprocess.run(["bash", str(script)], check=True)
-        postfix_tool("smtp-sink")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

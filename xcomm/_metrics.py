@@ -44,7 +44,8 @@ class _Series:
         self.errors: dict[str, int] = defaultdict(int)
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The `q` quantile (0..1) of already sorted values, nearest rank; 0.0 when empty."""
     if not sorted_values:
         return 0.0
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
@@ -71,8 +72,8 @@ def _summarise(series: Iterable[_Series]) -> OperationStats:
         failed=failed,
         success_rate=100.0 * successful / total if total else 0.0,
         avg_duration=total_duration / total if total else 0.0,
-        p50_duration=_percentile(samples, 0.50),
-        p99_duration=_percentile(samples, 0.99),
+        p50_duration=percentile(samples, 0.50),
+        p99_duration=percentile(samples, 0.99),
         errors=dict(errors),
     )
 

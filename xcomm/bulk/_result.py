@@ -7,6 +7,7 @@ from collections import deque
 import msgspec
 
 from xcomm._errors import CommunicationError
+from xcomm._metrics import percentile
 from xcomm.outbox import OutboxStatus
 
 __all__ = ["CampaignFailed", "CampaignResult", "Outcome", "Progress"]
@@ -113,10 +114,6 @@ class Tally:
 
     def result(self, campaign_id: str, duration: float) -> CampaignResult:
         ordered = sorted(self.latencies)
-
-        def pct(q: float) -> float:
-            return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
         return CampaignResult(
             campaign_id=campaign_id,
             total=self.total,
@@ -127,7 +124,7 @@ class Tally:
             in_doubt=self.in_doubt,
             duration=duration,
             throughput=self.sent / duration if duration > 0 else 0.0,
-            p50_latency=pct(0.5),
-            p99_latency=pct(0.99),
+            p50_latency=percentile(ordered, 0.5),
+            p99_latency=percentile(ordered, 0.99),
             failures=tuple(self.failures),
         )
