@@ -30,3 +30,20 @@ def git_hash() -> str | None:
 def metadata(bench: str) -> dict[str, str | None]:
     """The fields shared by every result line of one benchmark."""
     return {"bench": bench, "python": platform.python_version(), "git": git_hash()}
+
+
+def print_table(rows: list[list[str]], *, note_last: bool = False) -> None:
+    """Print `rows` (the first is the header) aligned: the first column left, numbers right.
+
+    With `note_last`, the last column is free text, left-aligned and unpadded.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    numeric = slice(1, -1) if note_last else slice(1, None)
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(row[numeric], widths[numeric], strict=True)]
+        if note_last:
+            cells.append(row[-1])
+        print("  ".join(cells).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import metadata
+from benchmarks._report import metadata, print_table
 from benchmarks._servers import (
     INSTALL_HINT,
     MissingToolError,
@@ -366,20 +366,13 @@ def report(
                 note,
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
     print(
         "Bulk campaign throughput: personalised Template (subject/text/HTML, ~1 KB) to "
         "smtp-sink on loopback, median of the runs; "
         f"'xcomm best is' = {best.name} / contender"
     )
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)]
-        cells.append(row[-1])
-        print("  ".join(cells).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(rows, note_last=True)
     print()
     ratio = best.rate / reference.rate
     verdict = "met" if ratio >= 0.5 else "NOT met"

@@ -44,7 +44,7 @@ import aiohttp
 import httpx
 from aiohttp import web
 
-from benchmarks._report import git_hash
+from benchmarks._report import git_hash, print_table
 from xcomm import CommManager
 from xcomm.transports import AiohttpTransport
 
@@ -306,19 +306,12 @@ def report(results: list[Result], *, verified: bool) -> None:
                 share, added = overhead(by_key[(name, c)], by_key[(baseline, c)])
                 row.append(f"{share:.2f} ({added:+.0f} µs)")
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print()
     print(
         "POST /hook on loopback, median of rounds. 'xcomm overhead' = xcomm's rate / the plain "
         "httpx client on the same transport (µs added per request)"
     )
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        print("  ".join(cells))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(rows)
     fast, default = "xcomm/AiohttpTransport", "xcomm/httpcore"
     speedup = ", ".join(
         f"c={c}: {by_key[(fast, c)].rate / by_key[(default, c)].rate:.1f}x" for c in levels

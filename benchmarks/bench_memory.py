@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import metadata
+from benchmarks._report import metadata, print_table
 from benchmarks._servers import INSTALL_HINT, MissingToolError, SmtpSink, postfix_tool
 from xcomm import Address, CommManager, EmailMessage, EmailProvider, SendResult, Template
 from xcomm.bulk import Progress
@@ -241,16 +241,9 @@ def report(rows: list[dict[str, Any]], *, baseline: dict[str, Any] | None) -> bo
                 f"{row['recipients'] / row['seconds']:,.0f}" if row["seconds"] > 0 else "-",
             ]
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     print()
     print("Peak RSS per run (each in a fresh process); 'at 10%' and 'end': current RSS then")
-    for n, cells in enumerate(table):
-        line = [cells[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)
-        ]
-        print("  ".join(line))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(table)
     if baseline is not None:
         print(
             f"baseline (python + xcomm imported, manager and outbox open): "

@@ -47,7 +47,7 @@ from typing import Any
 
 import aiosmtplib
 
-from benchmarks._report import metadata
+from benchmarks._report import metadata, print_table
 from benchmarks._servers import (
     INSTALL_HINT,
     MissingToolError,
@@ -289,19 +289,12 @@ def report(results: list[Result], *, reference: Result, xcomm: Result) -> None:
                 note,
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
     print(
         f"SMTP throughput: 1 KB messages to smtp-sink on loopback, median of the runs; "
         f"'xcomm is' = {xcomm.name} / contender"
     )
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)]
-        cells.append(row[-1])
-        print("  ".join(cells).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(rows, note_last=True)
 
 
 # -- main -------------------------------------------------------------------------------
