@@ -19,6 +19,8 @@ finally:
 """
 
 from xcomm.outbox._base import (
+    CampaignDefinition,
+    CampaignStep,
     Completion,
     DeliveryPolicy,
     OutboxRecord,
@@ -32,6 +34,8 @@ from xcomm.outbox._memory import MemoryOutbox
 from xcomm.outbox._sqlite import SQLiteOutbox
 
 __all__ = [
+    "CampaignDefinition",
+    "CampaignStep",
     "Completion",
     "DeliveryPolicy",
     "MemoryOutbox",

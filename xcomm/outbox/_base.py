@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
 __all__ = [
+    "CampaignDefinition",
+    "CampaignStep",
     "Completion",
     "DeliveryPolicy",
     "OutboxRecord",
@@ -84,7 +86,12 @@ class OutboxRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of sending one claimed record, written back in batches by `finish()`."""
+    """The outcome of sending one claimed record, written back in batches by `finish()`.
+
+    `follow_up` is a record to add in the same transaction if (and only if) this outcome is
+    written: the next step of a drip sequence. A crash can never record a step as sent and
+    lose the step after it.
+    """
 
     key: str
     status: OutboxStatus
@@ -92,6 +99,37 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     attempts: int = 1
     not_before: float | None = None  # with status=PENDING: retry no earlier than this
+    follow_up: OutboxRecord | None = None
+
+
+class CampaignStep(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of a campaign: its template sources, and when it is sent.
+
+    `delay` is seconds after the previous step was sent (for the first step: after the
+    campaign's start). A one-message campaign has one step with no delay.
+    """
+
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    delay: float = 0.0
+
+
+class CampaignDefinition(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker needs to send a campaign's records without the code that queued them.
+
+    `provider` is the provider's `spec()`: its settings without secrets (a password is named
+    by the environment variable it comes from, never stored). `options` holds the sending
+    settings (rate limit, concurrency, the unsubscribe URL and the name of its secret's
+    environment variable). Persisted by `send_campaign`, `create_campaign` and `schedule`.
+    """
+
+    campaign_id: str
+    steps: tuple[CampaignStep, ...]
+    provider: dict[str, Any] = msgspec.field(default_factory=dict)
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    name: str | None = None
+    created_at: float = 0.0
 
 
 class Suppression(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,8 +198,29 @@ class OutboxStore(Protocol):
 
     async def finish(self, completions: Sequence[Completion], /, *, owner: str, now: float) -> int:
         """Write outcomes in one transaction. Only records still leased by `owner` change
-        (a sender whose lease was taken over cannot overwrite the new owner's result).
+        (a sender whose lease was taken over cannot overwrite the new owner's result), and
+        only their `follow_up` records are added (when their key is new).
         Returns how many changed."""
+        ...
+
+    async def next_due(self, *, campaign_id: str | None = None) -> float | None:
+        """When the next record (of any campaign, or of one) may become claimable.
+
+        The earliest `not_before` of `pending` records (0.0 for one due now) and `lease_until`
+        of `sending` ones; None when there is neither: nothing is left to send.
+        """
+        ...
+
+    async def save_campaign(self, definition: CampaignDefinition, /) -> None:
+        """Store a campaign's definition, replacing an earlier one with the same id."""
+        ...
+
+    async def get_campaign(self, campaign_id: str, /) -> CampaignDefinition | None:
+        """A campaign's definition, or None if none was stored."""
+        ...
+
+    async def campaigns(self) -> list[CampaignDefinition]:
+        """Every stored campaign definition, oldest first."""
         ...
 
     async def counts(self, campaign_id: str, /) -> dict[OutboxStatus, int]:

@@ -28,6 +28,7 @@ import msgspec
 
 from xcomm._errors import LifecycleError, ValidationError
 from xcomm.outbox._base import (
+    CampaignDefinition,
     Completion,
     DeliveryPolicy,
     OutboxRecord,
@@ -40,6 +41,7 @@ __all__ = ["MemoryOutbox"]
 _T = TypeVar("_T")
 _ENCODER = msgspec.msgpack.Encoder()
 _RECORD = msgspec.msgpack.Decoder(OutboxRecord)
+_DEFINITION = msgspec.msgpack.Decoder(CampaignDefinition)
 _PENDING, _SENDING = OutboxStatus.PENDING, OutboxStatus.SENDING
 
 
@@ -121,6 +123,7 @@ class MemoryOutbox:
     def __init__(self) -> None:
         self._records: dict[str, OutboxRecord] = {}
         self._suppressions: dict[str, Suppression] = {}
+        self._campaigns: dict[str, CampaignDefinition] = {}
         self._state = _State.NEW
 
     def __repr__(self) -> str:
@@ -137,6 +140,7 @@ class MemoryOutbox:
         self._state = _State.CLOSED
         self._records.clear()
         self._suppressions.clear()
+        self._campaigns.clear()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -160,10 +164,9 @@ class MemoryOutbox:
     async def add(self, records: Sequence[OutboxRecord], /) -> int:
         """Insert the records whose key is new; returns how many were inserted."""
         self._check_open()
-        try:
-            copies = [_RECORD.decode(_ENCODER.encode(record)) for record in records]
-        except (msgspec.MsgspecError, TypeError, ValueError) as exc:
-            raise ValidationError(f"an outbox record cannot be stored: {exc}") from exc
+        return self._insert(_copies(records))
+
+    def _insert(self, copies: list[OutboxRecord]) -> int:
         inserted = 0
         for record in copies:
             if record.key not in self._records:
@@ -261,11 +264,13 @@ class MemoryOutbox:
         """Write outcomes of records still leased by `owner`; returns how many changed."""
         self._check_open()
         statuses = check_completions(completions)
-        now, changed = float(now), 0
+        follow_ups = _copies([c.follow_up for c in completions if c.follow_up is not None])
+        now, changed, applied = float(now), 0, set()
         for completion, status in zip(completions, statuses, strict=True):
             record = self._records.get(completion.key)
             if record is None or record.status is not _SENDING or record.lease_owner != owner:
                 continue
+            applied.add(completion.key)
             self._records[completion.key] = msgspec.structs.replace(
                 record,
                 status=status,
@@ -278,7 +283,40 @@ class MemoryOutbox:
                 updated_at=now,
             )
             changed += 1
+        followed = (c.key for c in completions if c.follow_up is not None)
+        self._insert([r for r, key in zip(follow_ups, followed, strict=True) if key in applied])
         return changed
+
+    async def next_due(self, *, campaign_id: str | None = None) -> float | None:
+        """When the next record may become claimable (see `OutboxStore.next_due`)."""
+        self._check_open()
+        times = [
+            (record.not_before or 0.0) if record.status is _PENDING else (record.lease_until or 0.0)
+            for record in self._records.values()
+            if record.status in (_PENDING, _SENDING)
+            and (campaign_id is None or record.campaign_id == campaign_id)
+        ]
+        return min(times, default=None)
+
+    async def save_campaign(self, definition: CampaignDefinition, /) -> None:
+        """Store a campaign's definition, replacing an earlier one with the same id."""
+        self._check_open()
+        try:
+            copy = _DEFINITION.decode(_ENCODER.encode(definition))
+        except (msgspec.MsgspecError, TypeError, ValueError) as exc:
+            raise ValidationError(f"campaign definition cannot be stored: {exc}") from exc
+        self._campaigns.pop(copy.campaign_id, None)
+        self._campaigns[copy.campaign_id] = copy
+
+    async def get_campaign(self, campaign_id: str, /) -> CampaignDefinition | None:
+        """A campaign's definition, or None."""
+        self._check_open()
+        return self._campaigns.get(campaign_id)
+
+    async def campaigns(self) -> list[CampaignDefinition]:
+        """Every stored campaign definition, oldest first."""
+        self._check_open()
+        return sorted(self._campaigns.values(), key=lambda d: d.created_at)
 
     async def counts(self, campaign_id: str, /) -> dict[OutboxStatus, int]:
         """How many records of the campaign are in each status."""
@@ -335,3 +373,12 @@ class MemoryOutbox:
             return [self._suppressions[a] for a in sorted(self._suppressions)]
 
         return _Items(snapshot)
+
+
+def _copies(records: Sequence[OutboxRecord]) -> list[OutboxRecord]:
+    """Records through the msgpack round trip a persisted record takes (rejecting what the
+    SQLite store would reject, and detached from the caller's objects)."""
+    try:
+        return [_RECORD.decode(_ENCODER.encode(record)) for record in records]
+    except (msgspec.MsgspecError, TypeError, ValueError) as exc:
+        raise ValidationError(f"an outbox record cannot be stored: {exc}") from exc

@@ -29,7 +29,14 @@ from typing import Any, Literal, ParamSpec, Self, TypeVar
 import msgspec
 
 from xcomm._errors import ConfigurationError, LifecycleError, OutboxError, ValidationError
-from xcomm.outbox._base import Completion, DeliveryPolicy, OutboxRecord, OutboxStatus, Suppression
+from xcomm.outbox._base import (
+    CampaignDefinition,
+    Completion,
+    DeliveryPolicy,
+    OutboxRecord,
+    OutboxStatus,
+    Suppression,
+)
 from xcomm.outbox._memory import check_claim, check_completions, due_rank
 
 __all__ = ["SQLiteOutbox"]
@@ -43,6 +50,7 @@ _CHUNK = 500  # keys per IN (...) list
 _PAGE = 500  # rows per page of records() / suppressions()
 _ENCODER = msgspec.msgpack.Encoder()
 _VARIABLES = msgspec.msgpack.Decoder(dict[str, Any])
+_DEFINITION = msgspec.msgpack.Decoder(CampaignDefinition)
 _STATUSES = {status.value: status for status in OutboxStatus}
 
 _SCHEMA = (
@@ -71,6 +79,11 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS suppressions (
         address TEXT PRIMARY KEY NOT NULL,
         reason TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS campaigns (
+        campaign_id TEXT PRIMARY KEY NOT NULL,
+        definition BLOB NOT NULL,  -- a msgpack CampaignDefinition
         created_at REAL NOT NULL
     ) WITHOUT ROWID""",
 )
@@ -118,6 +131,16 @@ _FINISH = (
     "lease_owner = NULL, lease_until = NULL, updated_at = ?6 "
     "WHERE key = ?7 AND lease_owner = ?8 AND status = 'sending'"
 )
+# next_due: "{campaign}" as in claim_due
+_NEXT_NOW = "SELECT 1 FROM records WHERE {campaign}status = 'pending' AND not_before IS NULL LIMIT 1"
+_NEXT_LATER = "SELECT min(not_before) FROM records WHERE {campaign}status = 'pending'"
+_NEXT_LEASE = "SELECT min(coalesce(lease_until, 0)) FROM records WHERE {campaign}status = 'sending'"
+_SAVE_CAMPAIGN = (
+    "INSERT INTO campaigns (campaign_id, definition, created_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (campaign_id) DO UPDATE SET definition = excluded.definition"
+)
+_GET_CAMPAIGN = "SELECT definition FROM campaigns WHERE campaign_id = ?"
+_CAMPAIGNS = "SELECT definition FROM campaigns ORDER BY created_at, campaign_id"
 _COUNTS = "SELECT status, count(*) FROM records WHERE campaign_id = ? GROUP BY status"
 _PAGE_FROM = (
     f"SELECT {_COLUMNS} FROM records WHERE campaign_id = ? AND status = ? AND key >= ? "
@@ -417,7 +440,33 @@ class SQLiteOutbox:
             (status.value, c.message_id, c.error, c.attempts, c.not_before, now, c.key, owner)
             for c, status in zip(completions, statuses, strict=True)
         ]
-        return await self._call(self._write_many, _FINISH, rows) if rows else 0
+        if not any(c.follow_up is not None for c in completions):
+            return await self._call(self._write_many, _FINISH, rows) if rows else 0
+        follow_ups = [_row(c.follow_up) if c.follow_up else None for c in completions]
+        return await self._call(self._finish_following, rows, follow_ups)
+
+    async def next_due(self, *, campaign_id: str | None = None) -> float | None:
+        """When the next record may become claimable (see `OutboxStore.next_due`)."""
+        return await self._call(self._next_due, campaign_id)
+
+    async def save_campaign(self, definition: CampaignDefinition, /) -> None:
+        """Store a campaign's definition, replacing an earlier one with the same id."""
+        try:
+            blob = _ENCODER.encode(definition)
+        except (TypeError, ValueError, msgspec.MsgspecError) as exc:
+            raise ValidationError(f"campaign definition cannot be stored: {exc}") from exc
+        row = (definition.campaign_id, blob, definition.created_at)
+        await self._call(self._write_many, _SAVE_CAMPAIGN, [row])
+
+    async def get_campaign(self, campaign_id: str, /) -> CampaignDefinition | None:
+        """A campaign's definition, or None."""
+        rows = await self._call(self._fetch, _GET_CAMPAIGN, (campaign_id,))
+        return _DEFINITION.decode(rows[0][0]) if rows else None
+
+    async def campaigns(self) -> list[CampaignDefinition]:
+        """Every stored campaign definition, oldest first."""
+        rows = await self._call(self._fetch, _CAMPAIGNS, ())
+        return [_DEFINITION.decode(blob) for (blob,) in rows]
 
     async def counts(self, campaign_id: str, /) -> dict[OutboxStatus, int]:
         """How many records of the campaign are in each status."""
@@ -560,6 +609,35 @@ class SQLiteOutbox:
             found.sort(key=lambda row: due_rank(row[1], row[0]))
             keys = [key for key, _ in found[:limit]]
             return self._take(conn, keys, owner, now, lease, policy)
+
+    def _finish_following(
+        self, rows: list[tuple[Any, ...]], follow_ups: list[tuple[Any, ...] | None]
+    ) -> int:
+        changed = 0
+        with _transaction(self._db) as conn:
+            for row, follow_up in zip(rows, follow_ups, strict=True):
+                if conn.execute(_FINISH, row).rowcount == 1:
+                    changed += 1
+                    if follow_up is not None:
+                        conn.execute(_INSERT, follow_up)
+        return changed
+
+    def _next_due(self, campaign_id: str | None) -> float | None:
+        campaign = "campaign_id = :campaign AND " if campaign_id is not None else ""
+        params = {"campaign": campaign_id}
+        conn = self._db
+        conn.execute("BEGIN")
+        try:
+            if conn.execute(_NEXT_NOW.format(campaign=campaign), params).fetchone():
+                return 0.0
+            times = [
+                conn.execute(sql.format(campaign=campaign), params).fetchone()[0]
+                for sql in (_NEXT_LATER, _NEXT_LEASE)
+            ]
+        finally:
+            conn.execute("COMMIT")
+        found = [float(t) for t in times if t is not None]
+        return min(found, default=None)
 
     def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
         conn = self._db

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from xcomm.outbox._base import (
+    CampaignDefinition,
+    CampaignStep,
     Completion,
     DeliveryPolicy,
     OutboxRecord,
@@ -298,6 +300,67 @@ async def _finish_writes_outcomes_of_the_owner_only(store: OutboxStore) -> None:
     _equal(await store.claim([k[4]], owner="w1", now=T0 + 99, lease=LEASE), [], "early retry")
     [retry] = await store.claim([k[4]], owner="w1", now=T0 + 100, lease=LEASE)
     _equal(retry.attempts, 2, "attempts of a retried record")
+
+
+@_check
+async def _finish_adds_follow_ups_of_written_outcomes_only(store: OutboxStore) -> None:
+    records = [_record("drip", n) for n in range(3)]
+    await store.add(records)
+    k = _keys(records)
+    await store.claim(k[:2], owner="w", now=T0, lease=LEASE)
+
+    def next_step(record: OutboxRecord) -> OutboxRecord:
+        key = record_key("drip", record.recipient, 1)
+        return msgspec.structs.replace(record, key=key, step=1, not_before=T0 + 3600)
+
+    outcomes = [
+        Completion(key=k[0], status=S.SENT, follow_up=next_step(records[0])),
+        Completion(key=k[2], status=S.SENT, follow_up=next_step(records[2])),  # not claimed
+    ]
+    _equal(await store.finish(outcomes, owner="other", now=T0), 0, "finish by another owner")
+    _equal(await store.finish(outcomes, owner="w", now=T0), 1, "finish with follow-ups")
+    state = await _state(store, "drip")
+    _equal(sorted(state), sorted([*k, next_step(records[0]).key]), "keys after follow-ups")
+    added = state[next_step(records[0]).key]
+    _equal((added.step, added.status, added.not_before), (1, S.PENDING, T0 + 3600), "follow-up")
+    _equal(await store.claim([added.key], owner="w", now=T0 + 1, lease=LEASE), [], "early step")
+
+
+@_check
+async def _next_due_sees_pending_and_leased_records(store: OutboxStore) -> None:
+    _equal(await store.next_due(), None, "next_due of an empty store")
+    await store.add([_record("a", 0, not_before=T0 + 50), _record("b", 1, not_before=T0 + 20)])
+    _equal(await store.next_due(), T0 + 20, "next_due: the earliest not_before")
+    _equal(await store.next_due(campaign_id="a"), T0 + 50, "next_due of one campaign")
+    _equal(await store.next_due(campaign_id="nobody"), None, "next_due of an unknown campaign")
+    [taken] = await store.claim_due(owner="w", now=T0 + 20, lease=LEASE, limit=5)
+    _equal(await store.next_due(campaign_id="b"), T0 + 20 + LEASE, "next_due of a leased record")
+    await store.finish([Completion(key=taken.key, status=S.SENT)], owner="w", now=T0 + 21)
+    _equal(await store.next_due(campaign_id="b"), None, "next_due once all is sent")
+    await store.add([_record("a", 2)])
+    _equal(await store.next_due(campaign_id="a"), 0.0, "next_due of a record due now")
+
+
+@_check
+async def _campaign_definitions_round_trip(store: OutboxStore) -> None:
+    _equal(await store.get_campaign("spring"), None, "an unknown campaign")
+    steps = (
+        CampaignStep(subject="Hi {{ name }}", text="Hello {{ name }}", html="<p>{{ name }}</p>"),
+        CampaignStep(subject="Day 3", text="Still there?", delay=3 * 86400.0),
+    )
+    first = CampaignDefinition(
+        campaign_id="spring", steps=steps, provider={"kind": "smtp", "host": "mx", "port": 25},
+        options={"rate_limit": 600.0}, name="Spring", created_at=T0,
+    )  # fmt: skip
+    later = CampaignDefinition(campaign_id="autumn", steps=steps[:1], created_at=T0 + 10)
+    await store.save_campaign(later)
+    await store.save_campaign(first)
+    _equal(await store.get_campaign("spring"), first, "a stored definition")
+    _equal(await store.campaigns(), [first, later], "campaigns(), oldest first")
+    replaced = msgspec.structs.replace(first, steps=steps[1:])
+    await store.save_campaign(replaced)
+    _equal(await store.get_campaign("spring"), replaced, "a replaced definition")
+    _equal(len(await store.campaigns()), 2, "campaigns after a replacement")
 
 
 @_check
