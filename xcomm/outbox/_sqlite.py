@@ -132,7 +132,9 @@ _FINISH = (
     "WHERE key = ?7 AND lease_owner = ?8 AND status = 'sending'"
 )
 # next_due: "{campaign}" as in claim_due
-_NEXT_NOW = "SELECT 1 FROM records WHERE {campaign}status = 'pending' AND not_before IS NULL LIMIT 1"
+_NEXT_NOW = (
+    "SELECT 1 FROM records WHERE {campaign}status = 'pending' AND not_before IS NULL LIMIT 1"
+)
 _NEXT_LATER = "SELECT min(not_before) FROM records WHERE {campaign}status = 'pending'"
 _NEXT_LEASE = "SELECT min(coalesce(lease_until, 0)) FROM records WHERE {campaign}status = 'sending'"
 _SAVE_CAMPAIGN = (
