@@ -287,9 +287,10 @@ class UnsubscribeSigner:
     that one recipient from that one campaign's list, which is what one-click means.
     """
 
-    __slots__ = ("_head", "_secret", "_tail", "base_url")
+    __slots__ = ("_head", "_secret", "_tail", "base_url", "secret_env")
 
     def __init__(self, secret: bytes | str, base_url: str) -> None:
+        self.secret_env: str | None = None
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         if len(key) < _MIN_SECRET:
             raise ConfigurationError(
@@ -309,6 +310,24 @@ class UnsubscribeSigner:
         joiner = "" if head.endswith(("?", "&")) else ("&" if parts.query else "?")
         self._head = f"{head}{joiner}token="
         self._tail = f"#{fragment}" if fragment else ""
+
+    @classmethod
+    def from_env(cls, name: str, base_url: str) -> UnsubscribeSigner:
+        """A signer whose secret is the environment variable `name`.
+
+        A campaign signed this way can be sent by any worker process: its definition keeps the
+        variable's name (never the secret), and the worker reads the variable.
+        """
+        secret = os.environ.get(name)
+        if not secret:
+            raise ConfigurationError(
+                f"the unsubscribe secret variable {name} is not set; set it to the campaign's "
+                "secret (generate one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+        signer = cls(secret, base_url)
+        signer.secret_env = name
+        return signer
 
     def __repr__(self) -> str:
         return f"UnsubscribeSigner(base_url={self.base_url!r})"

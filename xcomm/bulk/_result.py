@@ -57,6 +57,8 @@ class CampaignResult(msgspec.Struct, frozen=True, kw_only=True):
         failed: refused or undeliverable (bad address, missing variable, 5xx, retries exhausted).
         suppressed: skipped because they are on the suppression list.
         skipped: already sent (or being sent by another worker) in an earlier run.
+        scheduled: queued for later (`schedule_time`, a drip step's delay, a daily cap's next
+            window, a transient failure's retry); a worker or `comm.run_scheduler()` sends them.
         in_doubt: the provider may have them (connection lost after the message was handed
             over, or a crashed run under the at-most-once policy); not resent.
         duration: seconds the run took.
@@ -71,6 +73,7 @@ class CampaignResult(msgspec.Struct, frozen=True, kw_only=True):
     suppressed: int = 0
     skipped: int = 0
     in_doubt: int = 0
+    scheduled: int = 0
     duration: float = 0.0
     throughput: float = 0.0
     p50_latency: float = 0.0
@@ -96,6 +99,7 @@ class Tally:
         "failures",
         "in_doubt",
         "latencies",
+        "scheduled",
         "sent",
         "skipped",
         "suppressed",
@@ -104,13 +108,16 @@ class Tally:
 
     def __init__(self) -> None:
         self.total = self.sent = self.failed = self.suppressed = self.skipped = 0
-        self.in_doubt = 0
+        self.in_doubt = self.scheduled = 0
         self.latencies: deque[float] = deque(maxlen=20_000)
         self.failures: deque[Outcome] = deque(maxlen=100)
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.suppressed + self.skipped + self.in_doubt
+        return (
+            self.sent + self.failed + self.suppressed + self.skipped + self.in_doubt
+            + self.scheduled
+        )  # fmt: skip
 
     def result(self, campaign_id: str, duration: float) -> CampaignResult:
         ordered = sorted(self.latencies)
@@ -122,6 +129,7 @@ class Tally:
             suppressed=self.suppressed,
             skipped=self.skipped,
             in_doubt=self.in_doubt,
+            scheduled=self.scheduled,
             duration=duration,
             throughput=self.sent / duration if duration > 0 else 0.0,
             p50_latency=percentile(ordered, 0.5),

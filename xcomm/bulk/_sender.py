@@ -8,10 +8,15 @@
 Memory stays constant however long the list: the producer blocks on the bounded stream, and
 no task is created per recipient. A re-run with the same `campaign_id` sends only what no run
 has sent. One recipient's failure is recorded and the run goes on; a bug propagates.
+
+The same workers drain the outbox without a recipients source (`Drain`): a scheduled
+campaign, a drip step whose delay has passed, a resumed campaign. Each record is sent with its
+campaign's persisted definition (`CampaignDefinition`), so any process can send it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import inspect
 import os
@@ -19,7 +24,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -42,6 +47,8 @@ from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batche
 from xcomm.bulk._result import CampaignResult, Outcome, Progress, Tally
 from xcomm.email._base import EmailProvider
 from xcomm.outbox import (
+    CampaignDefinition,
+    CampaignStep,
     Completion,
     DeliveryPolicy,
     OutboxRecord,
@@ -50,12 +57,23 @@ from xcomm.outbox import (
     record_key,
 )
 
-__all__ = ["BulkSender"]
+__all__ = [
+    "BulkSender",
+    "Campaign",
+    "Drain",
+    "Options",
+    "check_campaign_id",
+    "definition",
+    "schedule_at",
+]
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+ScheduleTime = dt.datetime | str | float | None
 _FLUSH_SIZE = 100
 _FLUSH_AGE = 0.25
 _PROGRESS_EVERY = 0.5
+RETRY_ATTEMPTS = 5  # a scheduled record's attempts at a transient failure before it fails
+RETRY_BACKOFF = 60.0  # seconds before the first retry of a scheduled record; doubles
 
 
 class _Completions:
@@ -109,11 +127,15 @@ class _Feed:
                     self._done = True
         return self._ready.popleft()
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> list[OutboxRecord]:
+        """Stop; returns the claimed records no worker took."""
         self._done = True
         aclose = getattr(self._chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+        left = list(self._ready)
+        self._ready.clear()
+        return left
 
 
 class _DomainSlots:
@@ -153,6 +175,114 @@ class _DomainLease:
         self._users[0] -= 1
         if self._users[0] == 0:
             self._slots.pop(self._domain, None)
+
+
+class Options:
+    """How the workers send: shared by `BulkSender` and the scheduler (`Drain`)."""
+
+    __slots__ = ("batch", "lease", "max_concurrent", "per_domain", "policy", "retry_failed")
+
+    def __init__(
+        self,
+        *,
+        max_concurrent: int = 32,
+        per_domain_concurrency: int | None = None,
+        retry_failed: bool = True,
+        policy: DeliveryPolicy | str = DeliveryPolicy.AT_LEAST_ONCE,
+        lease: float = 300.0,
+        batch_size: int = 500,
+    ) -> None:
+        for name, value in (("max_concurrent", max_concurrent), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+        if per_domain_concurrency is not None and (
+            isinstance(per_domain_concurrency, bool)
+            or not isinstance(per_domain_concurrency, int)
+            or per_domain_concurrency < 1
+        ):
+            raise ConfigurationError(
+                "per_domain_concurrency must be a positive int or None, "
+                f"got {per_domain_concurrency!r}"
+            )
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0:
+            raise ConfigurationError(f"lease must be a positive number of seconds, got {lease!r}")
+        try:
+            self.policy = DeliveryPolicy(policy)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"policy must be 'at-least-once' or 'at-most-once', got {policy!r}"
+            ) from exc
+        self.max_concurrent = max_concurrent
+        self.per_domain = per_domain_concurrency
+        self.retry_failed = bool(retry_failed)
+        self.lease = float(lease)
+        self.batch = batch_size
+
+
+class Campaign:
+    """One campaign as the workers send it: provider, compiled steps and rate bucket."""
+
+    __slots__ = ("_delays", "_steps", "bucket", "campaign_id", "msgid_domain", "provider")
+
+    def __init__(
+        self,
+        campaign_id: str,
+        provider: EmailProvider,
+        steps: Sequence[tuple[CompiledTemplate, float]],
+        *,
+        bucket: TokenBucket | None = None,
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.provider = provider
+        self._steps = [template for template, _ in steps]
+        self._delays = [delay for _, delay in steps]
+        self.bucket = bucket
+        sender_address = provider.default_sender
+        self.msgid_domain = sender_address.domain if sender_address else None
+
+    async def deliver(self, record: OutboxRecord) -> str | None:
+        """Render the record's step for its recipient and send it; returns the message id."""
+        if self.bucket is not None:
+            await self.bucket.acquire()
+        if not 0 <= record.step < len(self._steps):
+            raise ConfigurationError(
+                f"campaign {self.campaign_id!r} has {len(self._steps)} steps; no step {record.step}"
+            )
+        content = self._steps[record.step].render(
+            record.variables, recipient=record.recipient, campaign_id=self.campaign_id
+        )
+        draft = self.provider.compose().to(record.recipient).subject(content.subject)
+        if content.text is not None:
+            draft.body(content.text)
+        if content.html is not None:
+            draft.html_body(content.html)
+        if content.list_unsubscribe_url:
+            draft.list_unsubscribe(url=content.list_unsubscribe_url)
+        if self.msgid_domain:
+            # Stable across attempts and resumes, so receivers can spot a duplicate.
+            digest = hashlib.sha256(record.key.encode()).hexdigest()[:32]
+            draft.message_id(f"<{digest}@{self.msgid_domain}>")
+        result = await draft.send()
+        return result.message_id
+
+    def follow_up(self, record: OutboxRecord, now: float) -> OutboxRecord | None:
+        """The recipient's next step of a drip sequence, due after its delay; None after the
+        last step."""
+        step = record.step + 1
+        if step >= len(self._steps):
+            return None
+        return OutboxRecord(
+            key=record_key(self.campaign_id, record.recipient, step),
+            campaign_id=self.campaign_id,
+            recipient=record.recipient,
+            step=step,
+            variables=record.variables,
+            not_before=now + self._delays[step],
+            updated_at=now,
+        )
+
+
+Resolver = Callable[[str], Awaitable[Campaign]]
 
 
 class BulkSender:
@@ -204,36 +334,19 @@ class BulkSender:
                 f"the bulk sender sends email; got a {type(provider).__name__} "
                 "(create it with an email provider such as comm.smtp(...))"
             )
-        for name, value in (("max_concurrent", max_concurrent), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
-        if per_domain_concurrency is not None and (
-            isinstance(per_domain_concurrency, bool)
-            or not isinstance(per_domain_concurrency, int)
-            or per_domain_concurrency < 1
-        ):
-            raise ConfigurationError(
-                "per_domain_concurrency must be a positive int or None, "
-                f"got {per_domain_concurrency!r}"
-            )
-        if not isinstance(lease, int | float) or lease <= 0:
-            raise ConfigurationError(f"lease must be a positive number of seconds, got {lease!r}")
-        try:
-            self._policy = DeliveryPolicy(policy)
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"policy must be 'at-least-once' or 'at-most-once', got {policy!r}"
-            ) from exc
-        limit = RateLimit.coerce(rate_limit)
-        self._bucket = TokenBucket.from_limit(limit, clock=clock) if limit else None
+        self._options = Options(
+            max_concurrent=max_concurrent,
+            per_domain_concurrency=per_domain_concurrency,
+            retry_failed=retry_failed,
+            policy=policy,
+            lease=lease,
+            batch_size=batch_size,
+        )
+        self._limit = RateLimit.coerce(rate_limit)
+        self._bucket = TokenBucket.from_limit(self._limit, clock=clock) if self._limit else None
         self._provider = provider
         self._outbox = outbox
-        self._max_concurrent = max_concurrent
-        self._per_domain = per_domain_concurrency
-        self._retry_failed = retry_failed
         self._track = track_delivery
-        self._lease = float(lease)
-        self._batch = batch_size
 
     async def _store(self) -> OutboxStore:
         if self._track:
@@ -251,6 +364,7 @@ class BulkSender:
         recipients: RecipientsSource,
         personalization_data: Mapping[str, Mapping[str, Any]] | None = None,
         campaign_id: str | None = None,
+        schedule_time: ScheduleTime = None,
         unsubscribe: UnsubscribeSigner | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> CampaignResult:
@@ -258,15 +372,41 @@ class BulkSender:
 
         Returns the run's `CampaignResult`; per-recipient failures are counted, not raised
         (call `result.raise_for_failures()` to raise). Pass the same `campaign_id` to resume.
+
+        With a future `schedule_time` (an aware `datetime`, an ISO 8601 string, or epoch
+        seconds; a naive time is local time) every recipient is queued in the outbox for that
+        time and the call returns at once (`result.scheduled`); `comm.run_scheduler()` or
+        `xcomm worker` sends them when due, across restarts.
         """
         if not isinstance(template, Template):
             raise ConfigurationError("template must be an xcomm.Template")
-        campaign_id = _check_campaign_id(campaign_id)
+        campaign_id = check_campaign_id(campaign_id)
+        start = schedule_at(schedule_time)
         compiled = template.compile(unsubscribe=unsubscribe)
         store = await self._store()
-        run = _Run(self, store, compiled, campaign_id, on_progress)
+        campaign = Campaign(campaign_id, self._provider, [(compiled, 0.0)], bucket=self._bucket)
+        if self._track:
+            await store.save_campaign(
+                definition(
+                    campaign_id,
+                    [
+                        CampaignStep(
+                            subject=template.subject, text=template.text, html=template.html
+                        )
+                    ],
+                    provider=self._provider,
+                    limit=self._limit,
+                    unsubscribe=unsubscribe,
+                    name=template.name,
+                )
+            )
+
+        async def resolve(_: str) -> Campaign:
+            return campaign
+
+        run = _Run(self._options, store, resolve, campaign_id, on_progress)
         try:
-            await run.main(recipients, personalization_data)
+            await run.main(recipients, personalization_data, start=start)
         finally:
             if not self._track:
                 await store.aclose()
@@ -287,38 +427,114 @@ class BulkSender:
             )
 
 
-class _Run:
-    """The state of one `send_campaign` call."""
+def definition(
+    campaign_id: str,
+    steps: Sequence[CampaignStep],
+    *,
+    provider: EmailProvider,
+    limit: RateLimit | None,
+    unsubscribe: UnsubscribeSigner | None,
+    name: str | None = None,
+) -> CampaignDefinition:
+    """The persisted form of a campaign: what a worker needs to send its records."""
+    options: dict[str, Any] = {}
+    if limit is not None:
+        options["rate_limit"] = {"rate": limit.rate, "per": limit.per, "burst": limit.burst}
+    if unsubscribe is not None:
+        options["unsubscribe_url"] = unsubscribe.base_url
+        if unsubscribe.secret_env:
+            options["unsubscribe_secret_env"] = unsubscribe.secret_env
+    return CampaignDefinition(
+        campaign_id=campaign_id,
+        steps=tuple(steps),
+        provider=provider.spec(),
+        options=options,
+        name=name,
+        created_at=time.time(),
+    )
+
+
+class Drain:
+    """Send what is due in the outbox, with the workers of a campaign run: the scheduler.
+
+    `resolve(campaign_id)` gives each record's `Campaign` (built from its persisted
+    definition). One `run()` drains what is due now, once; the caller decides when to look
+    again (`store.next_due()`).
+    """
 
     def __init__(
         self,
-        sender: BulkSender,
         store: OutboxStore,
-        compiled: CompiledTemplate,
-        campaign_id: str,
-        on_progress: ProgressCallback | None,
+        resolve: Resolver,
+        options: Options,
+        *,
+        campaign_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
-        self.sender = sender
+        self._store = store
+        self._resolve = resolve
+        self._options = options
+        self._campaign_id = campaign_id
+        self._on_progress = on_progress
+
+    async def run(self) -> CampaignResult:
+        """Send every record due now (and transient failures once more); returns the tally."""
+        run = _Run(
+            self._options,
+            self._store,
+            self._resolve,
+            self._campaign_id,
+            self._on_progress,
+            draining=True,
+        )
+        await run.drain()
+        label = self._campaign_id or "*"
+        return run.tally.result(label, time.perf_counter() - run.started)
+
+
+class _Run:
+    """The state of one `send_campaign` call, or of one scheduler drain."""
+
+    def __init__(
+        self,
+        options: Options,
+        store: OutboxStore,
+        resolve: Resolver,
+        campaign_id: str | None,
+        on_progress: ProgressCallback | None,
+        *,
+        draining: bool = False,
+    ) -> None:
+        self.options = options
         self.store = store
-        self.compiled = compiled
+        self.resolve = resolve
         self.campaign_id = campaign_id
         self.on_progress = on_progress
+        self.draining = draining
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.tally = Tally()
         self.completions = _Completions(store, self.owner)
-        self.domains = _DomainSlots(sender._per_domain)
+        self.domains = _DomainSlots(options.per_domain)
         self.started = time.perf_counter()
         self.last_progress = 0.0
         self.retry_pass = False
-        sender_address = sender._provider.default_sender
-        self.msgid_domain = sender_address.domain if sender_address else None
+        self.fatal: CommunicationError | None = None
 
     async def main(
-        self, recipients: RecipientsSource, personalization: Mapping[str, Mapping[str, Any]] | None
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+        *,
+        start: float | None = None,
     ) -> None:
+        assert self.campaign_id is not None
+        if start is not None:  # queue only: a scheduler sends them when due
+            await self._pass(self._fresh(recipients, personalization, start))
+            await self._progress(final=True)
+            return
         doubted_before = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
-        await self._pass(self._fresh(recipients, personalization))
-        if self.sender._retry_failed:
+        await self._pass(self._fresh(recipients, personalization, start))
+        if self.options.retry_failed:
             self.retry_pass = True
             await self._pass(self._due())
         await self.completions.flush()
@@ -331,11 +547,17 @@ class _Run:
             self.tally.skipped -= recovered
         await self._progress(final=True)
 
+    async def drain(self) -> None:
+        """Everything due now. Transient failures are queued again with a backoff."""
+        await self._pass(self._due())
+        await self.completions.flush()
+        await self._progress(final=True)
+
     async def _pass(self, claimed: AsyncIterator[list[OutboxRecord]]) -> None:
         feed = _Feed(claimed)
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(self.sender._max_concurrent):
+                for _ in range(self.options.max_concurrent):
                     tg.start_soon(self._worker, feed)
         except BaseExceptionGroup as group:
             # One error (a bad recipients source, a bug in a callback) reaches the caller as
@@ -345,19 +567,25 @@ class _Run:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await feed.aclose()
+                for record in await feed.aclose():  # claimed, never started: put back
+                    await self.completions.add(_put_back(record, self.fatal))
                 await self.completions.flush()
+        if self.fatal is not None:
+            raise self.fatal
 
     async def _fresh(
-        self, recipients: RecipientsSource, personalization: Mapping[str, Mapping[str, Any]] | None
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+        start: float | None,
     ) -> AsyncIterator[list[OutboxRecord]]:
         """Record each batch in the outbox and yield what this run claimed of it."""
-        async for batch in recipient_batches(recipients, personalization, batch=self.sender._batch):
+        async for batch in recipient_batches(recipients, personalization, batch=self.options.batch):
             self.tally.total += len(batch)
             records: dict[str, OutboxRecord] = {}
             for entry in batch:
                 if isinstance(entry, Recipient):
-                    record = self._record(entry)
+                    record = self._record(entry, start)
                     if record.key not in records:
                         records[record.key] = record
                         continue
@@ -372,43 +600,73 @@ class _Run:
                     if record.recipient.lower() in suppressed:
                         records[key] = _replace(record, status=OutboxStatus.SUPPRESSED)
                         self.tally.suppressed += 1
-            await self.store.add(list(records.values()))
-            for record in records.values():
+            pending = [r for r in records.values() if r.status is OutboxStatus.PENDING]
+            if settled := [r for r in records.values() if r.status is not OutboxStatus.PENDING]:
+                await self.store.add(settled)
+            added = await self.store.add(pending)
+            for record in settled:
                 if record.status is OutboxStatus.FAILED:
                     self._failed(_outcome(record))
-            wanted = [k for k, r in records.items() if r.status is OutboxStatus.PENDING]
+            if start is not None:
+                # Queued for later, nothing to claim now; a key queued before is not ours.
+                self.tally.scheduled += added
+                self.tally.skipped += len(pending) - added
+                continue
+            wanted = [record.key for record in pending]
             # Claim only as many as the workers can start now: a record is `sending` from
             # its claim, so a crash leaves at most about two pools' worth of claimed records
             # (those in flight and the next chunk), not a whole batch, to resend or doubt.
-            step = self.sender._max_concurrent
-            for start in range(0, len(wanted), step):
-                chunk = wanted[start : start + step]
+            step = self.options.max_concurrent
+            for first in range(0, len(wanted), step):
+                chunk = wanted[first : first + step]
                 claimed = await self.store.claim(
                     chunk,
                     owner=self.owner,
                     now=time.time(),
-                    lease=self.sender._lease,
-                    policy=self.sender._policy,
+                    lease=self.options.lease,
+                    policy=self.options.policy,
                 )
                 self.tally.skipped += len(chunk) - len(claimed)
                 yield claimed
 
     async def _due(self) -> AsyncIterator[list[OutboxRecord]]:
-        """The retry pass: this campaign's records put back to pending by the first pass."""
+        """Due records (of this run's campaign, or of all): suppressed ones are settled here,
+        the rest go to the workers."""
         while True:
             claimed = await self.store.claim_due(
                 owner=self.owner,
                 now=time.time(),
-                lease=self.sender._lease,
-                limit=self.sender._max_concurrent,
+                lease=self.options.lease,
+                limit=self.options.max_concurrent,
                 campaign_id=self.campaign_id,
-                policy=self.sender._policy,
+                policy=self.options.policy,
             )
             if not claimed:
                 return
+            if self.draining:
+                self.tally.total += len(claimed)
+                claimed = await self._unless_suppressed(claimed)
             yield claimed
 
-    def _record(self, recipient: Recipient) -> OutboxRecord:
+    async def _unless_suppressed(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
+        """An address suppressed since its record was queued (an unsubscribe, a hard bounce
+        in an earlier step) is not sent to: that also ends its drip sequence."""
+        suppressed = await self.store.suppressed([r.recipient for r in claimed])
+        if not suppressed:
+            return claimed
+        keep = []
+        for record in claimed:
+            if record.recipient.lower() in suppressed:
+                self.tally.suppressed += 1
+                await self.completions.add(
+                    Completion(key=record.key, status=OutboxStatus.SUPPRESSED)
+                )
+            else:
+                keep.append(record)
+        return keep
+
+    def _record(self, recipient: Recipient, start: float | None) -> OutboxRecord:
+        assert self.campaign_id is not None
         key = record_key(self.campaign_id, recipient.address)
         try:
             address = parse_address(recipient.address).email
@@ -426,37 +684,29 @@ class _Run:
             campaign_id=self.campaign_id,
             recipient=address,
             variables=recipient.variables,
+            not_before=start,
             updated_at=time.time(),
         )
 
     async def _worker(self, feed: _Feed) -> None:
-        while (record := await feed.next()) is not None:
+        while self.fatal is None and (record := await feed.next()) is not None:
             completion = await self._send(record)
             self._count(completion, record)
             await self.completions.add(completion)
             await self._progress()
 
     async def _send(self, record: OutboxRecord) -> Completion:
+        try:
+            campaign = await self.resolve(record.campaign_id)
+        except CommunicationError as exc:  # no definition, no provider, a secret missing
+            # Not the recipient's fault: the record goes back and the run stops with the
+            # error, for the user to fix the configuration.
+            self.fatal = self.fatal or exc
+            return _put_back(record, exc)
         lease = await self.domains(record.recipient.rpartition("@")[2].lower())
         started = time.perf_counter()
         try:
-            if self.sender._bucket is not None:
-                await self.sender._bucket.acquire()
-            content = self.compiled.render(
-                record.variables, recipient=record.recipient, campaign_id=self.campaign_id
-            )
-            draft = self.sender._provider.compose().to(record.recipient).subject(content.subject)
-            if content.text is not None:
-                draft.body(content.text)
-            if content.html is not None:
-                draft.html_body(content.html)
-            if content.list_unsubscribe_url:
-                draft.list_unsubscribe(url=content.list_unsubscribe_url)
-            if self.msgid_domain:
-                # Stable across attempts and resumes, so receivers can spot a duplicate.
-                digest = hashlib.sha256(record.key.encode()).hexdigest()[:32]
-                draft.message_id(f"<{digest}@{self.msgid_domain}>")
-            result = await draft.send()
+            message_id = await campaign.deliver(record)
         except DeliveryUnknown as exc:
             return Completion(key=record.key, status=OutboxStatus.IN_DOUBT, error=str(exc))
         except RecipientRejected as exc:
@@ -473,22 +723,42 @@ class _Run:
         finally:
             lease.release()
         self.tally.latencies.append(time.perf_counter() - started)
-        return Completion(key=record.key, status=OutboxStatus.SENT, message_id=result.message_id)
+        now = time.time()
+        return Completion(
+            key=record.key,
+            status=OutboxStatus.SENT,
+            message_id=message_id,
+            follow_up=campaign.follow_up(record, now),
+        )
 
     def _failure(self, record: OutboxRecord, exc: Exception, *, transient: bool) -> Completion:
-        if transient and self.sender._retry_failed and not self.retry_pass:
-            return Completion(key=record.key, status=OutboxStatus.PENDING, error=str(exc))
+        if transient and self.options.retry_failed:
+            if self.draining and record.attempts < RETRY_ATTEMPTS:
+                # A scheduler would claim it again at once: back off instead (1, 2, 4... min).
+                delay = min(RETRY_BACKOFF * 2 ** (record.attempts - 1), 3600.0)
+                return Completion(
+                    key=record.key,
+                    status=OutboxStatus.PENDING,
+                    error=str(exc),
+                    not_before=time.time() + delay,
+                )
+            if not self.draining and not self.retry_pass:
+                return Completion(key=record.key, status=OutboxStatus.PENDING, error=str(exc))
         return Completion(key=record.key, status=OutboxStatus.FAILED, error=str(exc))
 
     def _count(self, completion: Completion, record: OutboxRecord) -> None:
         status = completion.status
         if status is OutboxStatus.SENT:
             self.tally.sent += 1
+            if completion.follow_up is not None:
+                self.tally.scheduled += 1
         elif status is OutboxStatus.IN_DOUBT:
             self.tally.in_doubt += 1
             self.tally.failures.append(_outcome(record, completion))
         elif status is OutboxStatus.FAILED:
             self._failed(_outcome(record, completion))
+        elif status is OutboxStatus.PENDING and completion.not_before is not None:
+            self.tally.scheduled += 1  # a transient failure, retried later
 
     def _failed(self, outcome: Outcome) -> None:
         self.tally.failed += 1
@@ -503,7 +773,7 @@ class _Run:
         self.last_progress = now
         elapsed = now - self.started
         event = Progress(
-            campaign_id=self.campaign_id,
+            campaign_id=self.campaign_id or "*",
             seen=self.tally.total,
             done=self.tally.done,
             sent=self.tally.sent,
@@ -526,11 +796,49 @@ def _outcome(record: OutboxRecord, completion: Completion | None = None) -> Outc
     )
 
 
+def _step(template: Template, delay: float = 0.0) -> CampaignStep:
+    return CampaignStep(
+        subject=template.subject, text=template.text, html=template.html, delay=delay
+    )
+
+
+def _put_back(record: OutboxRecord, error: Exception | None) -> Completion:
+    """Pending again, its claim not counted as an attempt."""
+    return Completion(
+        key=record.key, status=OutboxStatus.PENDING, error=str(error) if error else None, attempts=0
+    )
+
+
 def _replace(record: OutboxRecord, **changes: Any) -> OutboxRecord:
     return msgspec.structs.replace(record, **changes)
 
 
-def _check_campaign_id(campaign_id: str | None) -> str:
+def schedule_at(when: ScheduleTime) -> float | None:
+    """Epoch seconds of a schedule time; None for "now" (None, or a time already past)."""
+    if when is None:
+        return None
+    if isinstance(when, bool):
+        raise ConfigurationError(f"schedule_time must be a datetime or ISO 8601 text, not {when!r}")
+    if isinstance(when, int | float):
+        moment = float(when)
+    else:
+        if isinstance(when, str):
+            try:
+                when = dt.datetime.fromisoformat(when.strip())
+            except ValueError:
+                raise ConfigurationError(
+                    f"schedule_time {when!r} is not an ISO 8601 date and time "
+                    "(e.g. '2026-12-01T09:00:00+01:00')"
+                ) from None
+        if not isinstance(when, dt.datetime):
+            raise ConfigurationError(
+                f"schedule_time must be a datetime or ISO 8601 text, not {type(when).__name__}"
+            )
+        moment = when.timestamp()  # a naive datetime is local time
+    return moment if moment > time.time() else None
+
+
+def check_campaign_id(campaign_id: str | None) -> str:
     if campaign_id is None:
         return f"campaign-{uuid.uuid4().hex[:12]}"
     if not isinstance(campaign_id, str) or not campaign_id.strip():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._provider import Provider
@@ -27,6 +27,15 @@ class EmailProvider(Provider):
     default_sender: Address | None = None
     #: The largest rendered message (bytes) the provider accepts.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+    def spec(self) -> dict[str, Any]:
+        """The provider's settings without secrets: how a worker process rebuilds it.
+
+        `{"kind": "smtp", "host": ..., "password_env": "SMTP_PASSWORD", ...}`; passed back to
+        `comm.email(**spec)`. A password is there only as the name of the environment
+        variable it came from. Empty when the provider cannot be rebuilt from settings.
+        """
+        return {}
 
     def compose(self) -> EmailDraft:
         """Start a fluent draft: `await provider.compose().to(...).subject(...).send()`."""

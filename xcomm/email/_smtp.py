@@ -233,6 +233,7 @@ class SMTPProvider(EmailProvider):
         local_hostname: str | None = None,
         allow_plaintext_auth: bool = False,
         max_message_size: int | None = None,
+        password_env: str | None = None,
     ) -> None:
         super().__init__(context, limiter=limiter, retry=retry)
         self._timeout = context.timeout if timeout is None else Timeout.coerce(timeout)
@@ -280,6 +281,24 @@ class SMTPProvider(EmailProvider):
                 raise ConfigurationError(
                     f"SMTP provider: sender= is not an address: {exc}"
                 ) from exc
+
+        self._spec: dict[str, Any] = {
+            "kind": "smtp", "host": host, "port": port, "username": username,
+            "password_env": password_env, "use_tls": use_tls, "start_tls": start_tls,
+            "validate_certs": validate_certs,
+            "sender": str(self.default_sender) if sender is not None else None,
+            "pool_size": pool_size, "max_messages_per_connection": max_messages_per_connection,
+            "idle_timeout": idle_timeout, "local_hostname": local_hostname,
+            "allow_plaintext_auth": allow_plaintext_auth, "max_message_size": max_message_size,
+        }  # fmt: skip
+        if tls_context is not None or oauth_token is not None:
+            # Neither can be written down: a worker finds this provider only if its process
+            # creates the same one (`comm.smtp(...)` with these settings).
+            self._spec["custom"] = True
+
+    def spec(self) -> dict[str, Any]:
+        """Settings to rebuild this provider with (no password: see `EmailProvider.spec`)."""
+        return {k: v for k, v in self._spec.items() if v is not None}
 
     def __repr__(self) -> str:
         user = f", username={self.username!r}" if self.username else ""
