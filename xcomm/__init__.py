@@ -61,7 +61,14 @@ from xcomm._templates import (
 )
 from xcomm._version import __version__
 from xcomm._webhook import WebhookProvider
-from xcomm.bulk import BulkSender, CampaignFailed, CampaignResult, Outcome, Progress
+from xcomm.bulk import (
+    BulkSender,
+    CampaignFailed,
+    CampaignResult,
+    DripCampaign,
+    Outcome,
+    Progress,
+)
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
 from xcomm.email._pool import PoolStatistics
@@ -75,6 +82,7 @@ __all__ = [
     "BulkSender",
     "CampaignFailed",
     "CampaignResult",
+    "DripCampaign",
     "Clock",
     "CommManager",
     "CommunicationError",

@@ -8,13 +8,14 @@ manager closes. Nothing it opened outlives `async with`.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import enum
 import hashlib
 import inspect
 import logging
 import os
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -41,8 +42,11 @@ from xcomm.outbox import OutboxStore
 
 if TYPE_CHECKING:
     from xcomm._models import Address
+    from xcomm._templates import Template, UnsubscribeSigner
     from xcomm._webhook import WebhookProvider
-    from xcomm.bulk import BulkSender
+    from xcomm.bulk import BulkSender, CampaignResult
+    from xcomm.bulk._scheduler import DripCampaign, Scheduler
+    from xcomm.bulk._sender import ProgressCallback
     from xcomm.email._base import EmailProvider
     from xcomm.email._smtp import SMTPProvider
 
@@ -307,14 +311,23 @@ class CommManager:
         max_message_size: int | None = None,
         rate_limit: RateLimit | float | None = None,
         retry: RetryPolicy | None = None,
+        password_env: str | None = None,
     ) -> SMTPProvider:
         """A pooled SMTP provider (PIPELINING when offered). See `docs/providers/smtp.md`.
 
         `rate_limit` (a `RateLimit`, or messages per minute) applies to this account
         (host, port, user); `rate_limits={"smtp": ...}` on the manager to all SMTP providers.
+        `password_env` names an environment variable holding the password: campaigns sent
+        through this provider keep the name (never the password), so `xcomm worker`
+        processes can rebuild the provider.
         """
         self._require_open("create an SMTP provider")
         from xcomm.email._smtp import SMTPProvider
+
+        if password_env is not None:
+            if password is not None:
+                raise ConfigurationError("give password= or password_env=, not both")
+            password = _secret_from_env(password_env, f"the SMTP password of {host}")
 
         account = f"smtp:{username or ''}@{host}:{port}"
         provider = SMTPProvider(
@@ -338,6 +351,7 @@ class CommManager:
             local_hostname=local_hostname,
             allow_plaintext_auth=allow_plaintext_auth,
             max_message_size=max_message_size,
+            password_env=password_env,
         )
         self._register(provider)
         return provider
@@ -419,6 +433,157 @@ class CommManager:
             policy=policy,
             lease=lease,
         )
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def provider_for(self, spec: Mapping[str, Any], *, campaign_id: str = "") -> EmailProvider:
+        """The email provider a stored campaign was sent with (its `spec()`).
+
+        A provider of this manager with the same spec is reused (one created with a password
+        in code matches too); otherwise one is built from the spec, the password coming from
+        its `password_env` variable. Raises `ConfigurationError` saying what to do when
+        neither works.
+        """
+        from xcomm.email._base import EmailProvider
+
+        self._require_open("find a campaign's provider")
+        wanted = dict(spec)
+        for provider in self._providers:
+            if (
+                isinstance(provider, EmailProvider)
+                and not provider.closed
+                and (provider.spec() == wanted)
+            ):
+                return provider
+        of = f"campaign {campaign_id!r}" if campaign_id else "this campaign"
+        kind = wanted.pop("kind", None)
+        if not kind or wanted.pop("custom", False):
+            raise ConfigurationError(
+                f"{of} was sent with a provider that cannot be rebuilt from settings "
+                f"({kind or 'no settings stored'}); create the same provider on this manager "
+                "before running the scheduler"
+            )
+        if wanted.get("username") and not wanted.get("password_env"):
+            raise ConfigurationError(
+                f"{of} sends as {wanted['username']!r} on {kind} {wanted.get('host', '')}, but "
+                "its password was given in code and is not stored; create the same provider "
+                "on this manager before running the scheduler, or create it with "
+                "password_env='NAME' so that workers read the password from the environment"
+            )
+        return self.email(str(kind), **wanted)
+
+    def create_campaign(
+        self,
+        name: str,
+        *,
+        steps: Sequence[tuple[Template, float | datetime.timedelta]],
+        provider: EmailProvider,
+        rate_limit: RateLimit | float | None = None,
+        unsubscribe: UnsubscribeSigner | None = None,
+    ) -> DripCampaign:
+        """A drip sequence: `steps` are `(template, delay)`, each delay after the step before.
+
+        `await campaign.enroll(contacts)` queues contacts; `await comm.run_scheduler()` (or
+        `xcomm worker`) sends each step when due. See `docs/bulk.md`.
+        """
+        self._require_open("create a campaign")
+        from xcomm.bulk._scheduler import DripCampaign, steps_of
+        from xcomm.email._base import EmailProvider
+
+        if not isinstance(provider, EmailProvider):
+            raise ConfigurationError("provider must be an email provider, e.g. comm.smtp(...)")
+        return DripCampaign(
+            name,
+            steps_of(steps),
+            provider=provider,
+            outbox=self.outbox,
+            rate_limit=RateLimit.coerce(rate_limit),
+            unsubscribe=unsubscribe,
+        )
+
+    async def run_scheduler(
+        self,
+        *,
+        campaign_id: str | None = None,
+        until_idle: bool = False,
+        poll_interval: float = 1.0,
+        max_concurrent: int = 32,
+        per_domain_concurrency: int | None = None,
+        policy: str = "at-least-once",
+        lease: float = 300.0,
+        rate_share: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> CampaignResult:
+        """Send outbox records when they are due: scheduled campaigns, drip steps, retries.
+
+        Runs until cancelled (run it as a task of your app), or with `until_idle=True` until
+        nothing is due now. Several processes may run it on one SQLite outbox; give each
+        `rate_share=1/N` so that together they keep every campaign's rate limit.
+        Returns the totals of what it sent.
+        """
+        scheduler = await self._scheduler(
+            max_concurrent, per_domain_concurrency, policy, lease, rate_share
+        )
+        return await scheduler.run(
+            campaign_id=campaign_id,
+            until_idle=until_idle,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+        )
+
+    async def resume_campaign(
+        self,
+        campaign_id: str,
+        /,
+        *,
+        max_concurrent: int = 32,
+        per_domain_concurrency: int | None = None,
+        policy: str = "at-least-once",
+        lease: float = 300.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> CampaignResult:
+        """Send what a campaign has left that is due (after a crash, or an interrupted run).
+
+        Uses the campaign's stored definition; raises `ConfigurationError` before sending
+        anything if the campaign is unknown or its provider cannot be rebuilt.
+        """
+        scheduler = await self._scheduler(max_concurrent, per_domain_concurrency, policy, lease)
+        await scheduler.resolve(campaign_id)  # fail before any claim
+        return await scheduler.run(
+            campaign_id=campaign_id, until_idle=True, on_progress=on_progress
+        )
+
+    async def _scheduler(
+        self,
+        max_concurrent: int,
+        per_domain_concurrency: int | None,
+        policy: str,
+        lease: float,
+        rate_share: float = 1.0,
+    ) -> Scheduler:
+        self._require_open("run the scheduler")
+        from xcomm.bulk._scheduler import Scheduler
+        from xcomm.bulk._sender import Options
+
+        options = Options(
+            max_concurrent=max_concurrent,
+            per_domain_concurrency=per_domain_concurrency,
+            policy=policy,
+            lease=lease,
+        )
+        store = await self.outbox()
+        return Scheduler(self, store, options, clock=self._clock, rate_share=rate_share)
+
+
+def _secret_from_env(name: str, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"the environment variable for {what} must be a name")
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(
+            f"{what} is read from the environment variable {name}, which is not set"
+        )
+    return value
 
 
 def _user_agent() -> str:

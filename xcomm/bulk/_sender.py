@@ -519,6 +519,7 @@ class _Run:
         self.last_progress = 0.0
         self.retry_pass = False
         self.fatal: CommunicationError | None = None
+        self.interrupted: list[OutboxRecord] = []
 
     async def main(
         self,
@@ -569,9 +570,26 @@ class _Run:
             with anyio.CancelScope(shield=True):
                 for record in await feed.aclose():  # claimed, never started: put back
                     await self.completions.add(_put_back(record, self.fatal))
+                await self._settle_interrupted()
                 await self.completions.flush()
         if self.fatal is not None:
             raise self.fatal
+
+    async def _settle_interrupted(self) -> None:
+        """Sends cancelled midway may or may not have reached the provider: what the policy
+        says for a crashed sender's records, at once rather than when the lease expires."""
+        interrupted, self.interrupted = self.interrupted, []
+        for record in interrupted:
+            if self.options.policy is DeliveryPolicy.AT_MOST_ONCE:
+                completion = Completion(
+                    key=record.key,
+                    status=OutboxStatus.IN_DOUBT,
+                    error="the run was interrupted while this message was being sent",
+                )
+                self._count(completion, record)
+            else:
+                completion = _put_back(record, None)
+            await self.completions.add(completion)
 
     async def _fresh(
         self,
@@ -690,7 +708,11 @@ class _Run:
 
     async def _worker(self, feed: _Feed) -> None:
         while self.fatal is None and (record := await feed.next()) is not None:
-            completion = await self._send(record)
+            try:
+                completion = await self._send(record)
+            except BaseException:  # cancelled mid-send: settled by _pass, as a crash would be
+                self.interrupted.append(record)
+                raise
             self._count(completion, record)
             await self.completions.add(completion)
             await self._progress()
