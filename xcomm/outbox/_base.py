@@ -211,6 +211,15 @@ class OutboxStore(Protocol):
         """
         ...
 
+    async def reserve(self, key: str, /, *, window: float, count: int, cap: int) -> int:
+        """Take up to `count` of the `cap` units that quota `key` allows in the window
+        starting at `window` (epoch seconds); returns how many were granted (0 to `count`).
+
+        Atomic across processes sharing the store: the daily cap of one account holds for
+        every campaign and worker that sends through it.
+        """
+        ...
+
     async def save_campaign(self, definition: CampaignDefinition, /) -> None:
         """Store a campaign's definition, replacing an earlier one with the same id."""
         ...

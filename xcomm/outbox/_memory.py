@@ -69,6 +69,13 @@ def check_claim(lease: float, limit: int = 0) -> None:
         raise ValidationError(f"limit must be zero or more, got {limit!r}")
 
 
+def check_reserve(count: int, cap: int) -> None:
+    """Reject a quota reservation that cannot be meant."""
+    for name, value in (("count", count), ("cap", cap)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValidationError(f"{name} must be an int >= 0, got {value!r}")
+
+
 def check_completions(completions: Sequence[Completion]) -> list[OutboxStatus]:
     """The status of each completion, validated: any status but `sending`."""
     statuses = []
@@ -124,6 +131,7 @@ class MemoryOutbox:
         self._records: dict[str, OutboxRecord] = {}
         self._suppressions: dict[str, Suppression] = {}
         self._campaigns: dict[str, CampaignDefinition] = {}
+        self._quota: dict[tuple[str, float], int] = {}
         self._state = _State.NEW
 
     def __repr__(self) -> str:
@@ -297,6 +305,15 @@ class MemoryOutbox:
             and (campaign_id is None or record.campaign_id == campaign_id)
         ]
         return min(times, default=None)
+
+    async def reserve(self, key: str, /, *, window: float, count: int, cap: int) -> int:
+        """Take up to `count` of quota `key`'s `cap` in the window starting at `window`."""
+        self._check_open()
+        check_reserve(count, cap)
+        used = self._quota.get((key, float(window)), 0)
+        granted = max(0, min(count, cap - used))
+        self._quota[key, float(window)] = used + granted
+        return granted
 
     async def save_campaign(self, definition: CampaignDefinition, /) -> None:
         """Store a campaign's definition, replacing an earlier one with the same id."""

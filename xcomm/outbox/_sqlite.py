@@ -37,7 +37,7 @@ from xcomm.outbox._base import (
     OutboxStatus,
     Suppression,
 )
-from xcomm.outbox._memory import check_claim, check_completions, due_rank
+from xcomm.outbox._memory import check_claim, check_completions, check_reserve, due_rank
 
 __all__ = ["SQLiteOutbox"]
 
@@ -80,6 +80,12 @@ _SCHEMA = (
         address TEXT PRIMARY KEY NOT NULL,
         reason TEXT NOT NULL,
         created_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS quota (
+        key TEXT NOT NULL,
+        window_start REAL NOT NULL,
+        used INTEGER NOT NULL,
+        PRIMARY KEY (key, window_start)
     ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS campaigns (
         campaign_id TEXT PRIMARY KEY NOT NULL,
@@ -140,6 +146,11 @@ _NEXT_LEASE = "SELECT min(coalesce(lease_until, 0)) FROM records WHERE {campaign
 _SAVE_CAMPAIGN = (
     "INSERT INTO campaigns (campaign_id, definition, created_at) VALUES (?, ?, ?) "
     "ON CONFLICT (campaign_id) DO UPDATE SET definition = excluded.definition"
+)
+_QUOTA_USED = "SELECT used FROM quota WHERE key = ? AND window_start = ?"
+_QUOTA_SET = (
+    "INSERT INTO quota (key, window_start, used) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (key, window_start) DO UPDATE SET used = ?3"
 )
 _GET_CAMPAIGN = "SELECT definition FROM campaigns WHERE campaign_id = ?"
 _CAMPAIGNS = "SELECT definition FROM campaigns ORDER BY created_at, campaign_id"
@@ -451,6 +462,11 @@ class SQLiteOutbox:
         """When the next record may become claimable (see `OutboxStore.next_due`)."""
         return await self._call(self._next_due, campaign_id)
 
+    async def reserve(self, key: str, /, *, window: float, count: int, cap: int) -> int:
+        """Take up to `count` of quota `key`'s `cap` in the window (one transaction)."""
+        check_reserve(count, cap)
+        return await self._call(self._reserve, key, float(window), count, cap)
+
     async def save_campaign(self, definition: CampaignDefinition, /) -> None:
         """Store a campaign's definition, replacing an earlier one with the same id."""
         try:
@@ -623,6 +639,15 @@ class SQLiteOutbox:
                     if follow_up is not None:
                         conn.execute(_INSERT, follow_up)
         return changed
+
+    def _reserve(self, key: str, window: float, count: int, cap: int) -> int:
+        with _transaction(self._db) as conn:
+            row = conn.execute(_QUOTA_USED, (key, window)).fetchone()
+            used = row[0] if row else 0
+            granted = max(0, min(count, cap - used))
+            if granted:
+                conn.execute(_QUOTA_SET, (key, window, used + granted))
+            return granted
 
     def _next_due(self, campaign_id: str | None) -> float | None:
         campaign = "campaign_id = :campaign AND " if campaign_id is not None else ""

@@ -342,6 +342,27 @@ async def _next_due_sees_pending_and_leased_records(store: OutboxStore) -> None:
 
 
 @_check
+async def _reserve_grants_up_to_the_cap_per_key_and_window(store: OutboxStore) -> None:
+    day = 86_400.0
+    _equal(await store.reserve("gmail:a", window=T0, count=1500, cap=2000), 1500, "first")
+    _equal(await store.reserve("gmail:a", window=T0, count=1500, cap=2000), 500, "the rest")
+    _equal(await store.reserve("gmail:a", window=T0, count=10, cap=2000), 0, "cap reached")
+    _equal(await store.reserve("gmail:a", window=T0 + day, count=10, cap=2000), 10, "next day")
+    _equal(await store.reserve("gmail:b", window=T0, count=10, cap=2000), 10, "another key")
+    _equal(await store.reserve("gmail:b", window=T0, count=0, cap=2000), 0, "nothing asked")
+    try:
+        await store.reserve("gmail:b", window=T0, count=-1, cap=5)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("reserve(count=-1) did not raise ValueError")
+    grants = await asyncio.gather(
+        *(store.reserve("race", window=T0, count=7, cap=50) for _ in range(10))
+    )
+    _equal(sum(grants), 50, "concurrent reservations never exceed the cap")
+
+
+@_check
 async def _campaign_definitions_round_trip(store: OutboxStore) -> None:
     _equal(await store.get_campaign("spring"), None, "an unknown campaign")
     steps = (
