@@ -413,10 +413,13 @@ class CommManager:
         track_delivery: bool = True,
         policy: str = "at-least-once",
         lease: float = 300.0,
+        daily_cap: int | str | None = None,
     ) -> BulkSender:
         """A campaign sender over `provider`, tracked in this manager's outbox.
 
-        `rate_limit` is messages per minute (or a `RateLimit`). See `docs/bulk.md`.
+        `rate_limit` is messages per minute (or a `RateLimit`); `daily_cap` is messages per
+        day for the provider's account (or a preset name such as `"gmail"`). See
+        `docs/bulk.md`.
         """
         self._require_open("create a bulk sender")
         from xcomm.bulk import BulkSender
@@ -432,6 +435,7 @@ class CommManager:
             track_delivery=track_delivery,
             policy=policy,
             lease=lease,
+            daily_cap=daily_cap,
         )
 
     # -- scheduling ---------------------------------------------------------------------------

@@ -225,3 +225,33 @@ async def test_unsubscribe_links_of_a_scheduled_campaign_use_the_secret_from_env
     recipient = message["To"].addresses[0].addr_spec
     assert signer.verify(url.partition("token=")[2]) == ("signed", recipient)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_a_daily_cap_queues_the_overflow_for_the_next_day_across_campaigns(
+    smtpd: Callable[[str], SMTPServer], outbox: str
+) -> None:
+    server = smtpd("plain")
+    async with CommManager(outbox=outbox, retry=FAST) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="news@example.com")
+        bulk = comm.create_bulk_sender(smtp, max_concurrent=8, daily_cap=20)
+        first = await bulk.send_campaign(template=NEWS, recipients=people(30), campaign_id="a")
+        second = await bulk.send_campaign(template=NEWS, recipients=people(5), campaign_id="b")
+        idle = await comm.run_scheduler(until_idle=True)
+        store = await comm.outbox()
+        waiting = [r async for r in store.records("a", status=OutboxStatus.PENDING)]
+    tomorrow = time.time() // 86_400 * 86_400 + 86_400
+    assert (first.sent, first.scheduled, first.failed) == (20, 10, 0)
+    assert (second.sent, second.scheduled) == (0, 5)  # the account's cap, not the campaign's
+    assert idle.sent == 0 and len(server.recorder.messages) == 20
+    assert len(waiting) == 10 and {r.not_before for r in waiting} == {tomorrow}
+    assert all(r.attempts == 0 and "daily cap of 20" in (r.error or "") for r in waiting)
+
+
+@pytest.mark.parametrize("cap", [0, -5, 2.5, True, "no-such-preset"])
+async def test_a_bad_daily_cap_is_refused(
+    smtpd: Callable[[str], SMTPServer], outbox: str, cap: object
+) -> None:
+    server = smtpd("plain")
+    async with CommManager(outbox=outbox) as comm:
+        with pytest.raises(ConfigurationError, match=r"daily cap|daily_cap"):
+            comm.create_bulk_sender(comm.smtp(server.host, server.port), daily_cap=cap)  # type: ignore[arg-type]

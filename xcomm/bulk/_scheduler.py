@@ -100,7 +100,14 @@ class Scheduler:
         ]
         limit = _limit(found.options.get("rate_limit"), self._share)
         bucket = TokenBucket.from_limit(limit, clock=self._clock) if limit else None
-        return Campaign(found.campaign_id, provider, steps, bucket=bucket)
+        cap = found.options.get("daily_cap")
+        return Campaign(
+            found.campaign_id,
+            provider,
+            steps,
+            bucket=bucket,
+            daily_cap=int(cap) if isinstance(cap, int) else None,
+        )
 
     async def drain(
         self, *, campaign_id: str | None = None, on_progress: ProgressCallback | None = None

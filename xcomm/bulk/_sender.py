@@ -72,6 +72,7 @@ ScheduleTime = dt.datetime | str | float | None
 _FLUSH_SIZE = 100
 _FLUSH_AGE = 0.25
 _PROGRESS_EVERY = 0.5
+DAY = 86_400.0
 RETRY_ATTEMPTS = 5  # a scheduled record's attempts at a transient failure before it fails
 RETRY_BACKOFF = 60.0  # seconds before the first retry of a scheduled record; doubles
 
@@ -222,7 +223,16 @@ class Options:
 class Campaign:
     """One campaign as the workers send it: provider, compiled steps and rate bucket."""
 
-    __slots__ = ("_delays", "_steps", "bucket", "campaign_id", "msgid_domain", "provider")
+    __slots__ = (
+        "_delays",
+        "_steps",
+        "bucket",
+        "campaign_id",
+        "daily_cap",
+        "msgid_domain",
+        "provider",
+        "quota_key",
+    )
 
     def __init__(
         self,
@@ -231,9 +241,12 @@ class Campaign:
         steps: Sequence[tuple[CompiledTemplate, float]],
         *,
         bucket: TokenBucket | None = None,
+        daily_cap: int | None = None,
     ) -> None:
         self.campaign_id = campaign_id
         self.provider = provider
+        self.daily_cap = daily_cap
+        self.quota_key = quota_key(provider)
         self._steps = [template for template, _ in steps]
         self._delays = [delay for _, delay in steps]
         self.bucket = bucket
@@ -312,6 +325,10 @@ class BulkSender:
             `results()`); False keeps the bookkeeping in memory for this run only.
         policy: what a resumed run does with messages a crashed run had in flight.
         lease: seconds a claimed message stays reserved for this sender.
+        daily_cap: messages per day the provider's account may send (an int, or a preset
+            name such as `"gmail"`); what does not fit today is queued for the next day
+            (`result.scheduled`) and sent by the scheduler. Counted per account, across
+            campaigns and worker processes, in UTC days.
     """
 
     def __init__(
@@ -328,12 +345,14 @@ class BulkSender:
         policy: DeliveryPolicy | str = DeliveryPolicy.AT_LEAST_ONCE,
         lease: float = 300.0,
         batch_size: int = 500,
+        daily_cap: int | str | None = None,
     ) -> None:
         if not isinstance(provider, EmailProvider):
             raise ConfigurationError(
                 f"the bulk sender sends email; got a {type(provider).__name__} "
                 "(create it with an email provider such as comm.smtp(...))"
             )
+        self._daily_cap = daily_cap_of(daily_cap)
         self._options = Options(
             max_concurrent=max_concurrent,
             per_domain_concurrency=per_domain_concurrency,
@@ -384,7 +403,13 @@ class BulkSender:
         start = schedule_at(schedule_time)
         compiled = template.compile(unsubscribe=unsubscribe)
         store = await self._store()
-        campaign = Campaign(campaign_id, self._provider, [(compiled, 0.0)], bucket=self._bucket)
+        campaign = Campaign(
+            campaign_id,
+            self._provider,
+            [(compiled, 0.0)],
+            bucket=self._bucket,
+            daily_cap=self._daily_cap,
+        )
         if self._track:
             await store.save_campaign(
                 definition(
@@ -398,6 +423,7 @@ class BulkSender:
                     limit=self._limit,
                     unsubscribe=unsubscribe,
                     name=template.name,
+                    daily_cap=self._daily_cap,
                 )
             )
 
@@ -427,6 +453,35 @@ class BulkSender:
             )
 
 
+def quota_key(provider: EmailProvider) -> str:
+    """The account a daily cap counts against: kind, user, host and port of the provider."""
+    spec = provider.spec()
+    user, host, port = spec.get("username") or "", spec.get("host") or "", spec.get("port") or ""
+    return f"{spec.get('kind') or provider.name}:{user}@{host}:{port}"
+
+
+def daily_cap_of(value: int | str | None) -> int | None:
+    """A daily cap given as messages per day, or as the name of a provider preset."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from xcomm._presets import PRESETS
+
+        preset = PRESETS.get(value)
+        cap = getattr(preset, "daily_cap", None)
+        if cap is None:
+            known = sorted(n for n, p in PRESETS.items() if getattr(p, "daily_cap", None))
+            raise ConfigurationError(
+                f"no preset {value!r} with a daily cap; presets with one: {', '.join(known)}"
+            )
+        return int(cap)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"daily_cap must be messages per day (an int >= 1) or a preset name, got {value!r}"
+        )
+    return value
+
+
 def definition(
     campaign_id: str,
     steps: Sequence[CampaignStep],
@@ -435,9 +490,12 @@ def definition(
     limit: RateLimit | None,
     unsubscribe: UnsubscribeSigner | None,
     name: str | None = None,
+    daily_cap: int | None = None,
 ) -> CampaignDefinition:
     """The persisted form of a campaign: what a worker needs to send its records."""
     options: dict[str, Any] = {}
+    if daily_cap is not None:
+        options["daily_cap"] = daily_cap
     if limit is not None:
         options["rate_limit"] = {"rate": limit.rate, "per": limit.per, "burst": limit.burst}
     if unsubscribe is not None:
@@ -645,7 +703,7 @@ class _Run:
                     policy=self.options.policy,
                 )
                 self.tally.skipped += len(chunk) - len(claimed)
-                yield claimed
+                yield await self._within_caps(claimed)
 
     async def _due(self) -> AsyncIterator[list[OutboxRecord]]:
         """Due records (of this run's campaign, or of all): suppressed ones are settled here,
@@ -664,7 +722,41 @@ class _Run:
             if self.draining:
                 self.tally.total += len(claimed)
                 claimed = await self._unless_suppressed(claimed)
-            yield claimed
+            yield await self._within_caps(claimed)
+
+    async def _within_caps(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
+        """Records whose campaign's provider has a daily cap take a share of today's; what
+        does not fit waits for the next window (a UTC day) instead of failing."""
+        groups: dict[str, list[OutboxRecord]] = {}
+        for record in claimed:
+            groups.setdefault(record.campaign_id, []).append(record)
+        admitted: list[OutboxRecord] = []
+        for campaign_id, group in groups.items():
+            try:
+                campaign = await self.resolve(campaign_id)
+            except CommunicationError:
+                admitted += group  # _send reports it
+                continue
+            if campaign.daily_cap is None:
+                admitted += group
+                continue
+            window = time.time() // DAY * DAY
+            granted = await self.store.reserve(
+                campaign.quota_key, window=window, count=len(group), cap=campaign.daily_cap
+            )
+            admitted += group[:granted]
+            for record in group[granted:]:
+                self.tally.scheduled += 1
+                await self.completions.add(
+                    Completion(
+                        key=record.key,
+                        status=OutboxStatus.PENDING,
+                        attempts=0,
+                        not_before=window + DAY,
+                        error=f"daily cap of {campaign.daily_cap} reached; queued for the next day",
+                    )
+                )
+        return admitted
 
     async def _unless_suppressed(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
         """An address suppressed since its record was queued (an unsubscribe, a hard bounce
