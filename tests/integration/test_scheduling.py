@@ -152,8 +152,16 @@ async def test_resume_sends_what_an_interrupted_run_left_with_the_password_from_
             server.host, server.port, username=server.user, password_env="TEST_SMTP_PASSWORD"
         )
         bulk = comm.create_bulk_sender(smtp, max_concurrent=4)
-        with anyio.move_on_after(0.3):  # interrupted (Ctrl-C, a deploy) mid-campaign
+        async with anyio.create_task_group() as tg:  # interrupted (Ctrl-C, a deploy) midway
+
+            async def interrupt_after_ten() -> None:
+                while len(server.recorder.messages) < 10:  # noqa: ASYNC110 - another thread
+                    await anyio.sleep(0.005)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(interrupt_after_ten)
             await bulk.send_campaign(template=NEWS, recipients=people(60), campaign_id="cut")
+            raise AssertionError("the campaign finished before it was interrupted")
         left = (await (await comm.outbox()).counts("cut"))[OutboxStatus.PENDING]
     first_run = len(server.recorder.messages)
     assert 0 < first_run < 60 and left > 0
