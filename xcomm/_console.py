@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from xcomm.bulk import CampaignResult, Progress
 
-__all__ = ["ProgressBar", "campaign_report", "ms", "progress_line", "table"]
+__all__ = ["ProgressBar", "campaign_report", "ms", "progress_line", "shown", "table"]
 
 _SETTLED = 0.5  # seconds before the progress bar shows a rate and an ETA
 _FAILURES_SHOWN = 3
@@ -45,6 +46,14 @@ def table(rows: Sequence[Sequence[str]], *, right: Iterable[int] = ()) -> list[s
         if n == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
     return lines
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the working directory when it is under it (for messages)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def ms(seconds: float) -> str:

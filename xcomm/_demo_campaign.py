@@ -27,7 +27,7 @@ from email.message import EmailMessage as MIMEMessage
 from pathlib import Path
 
 import xcomm
-from xcomm._console import ProgressBar, campaign_report, table
+from xcomm._console import ProgressBar, campaign_report, shown, table
 from xcomm._demo import LoopbackSMTPServer, _Printer
 from xcomm._errors import OutboxError
 from xcomm._manager import CommManager
@@ -169,15 +169,7 @@ def load_template() -> tuple[Template, str]:
         )
         return template, "built in (docs/examples/newsletter/ is not next to this install)"
     subject, text, html = (folder / name for name in TEMPLATE_FILES)
-    return Template.from_files(subject=subject, text=text, html=html), f"{_shown(folder)}/"
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the working directory when it is under it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    return Template.from_files(subject=subject, text=text, html=html), f"{shown(folder)}/"
 
 
 # -- the campaign --------------------------------------------------------------------------
@@ -245,9 +237,9 @@ async def run_campaign(
     # (rightly) send nothing.
     campaign_id = f"newsletter-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     say(
-        f"  recipients  {_shown(csv_path)} (generated, seed {SEED})",
+        f"  recipients  {shown(csv_path)} (generated, seed {SEED})",
         f"  templates   {source} (subject.txt, body.txt, body.html)",
-        f"  outbox      {_shown(outbox)} (SQLite), campaign_id={campaign_id!r}",
+        f"  outbox      {shown(outbox)} (SQLite), campaign_id={campaign_id!r}",
         f"  sending     {CAMPAIGN_CONCURRENCY} in flight, a pool of {CAMPAIGN_POOL_SIZE} SMTP "
         f"connections, signed List-Unsubscribe (one-click) per recipient",
         "",
