@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO, cast
+from typing import Protocol, TextIO, cast
 
 from xcomm._campaign_file import CampaignFileError, CampaignSpec, load_campaign, read_recipients
 from xcomm._console import ProgressBar, campaign_report, shown, table
@@ -138,18 +138,15 @@ async def _send(spec: CampaignSpec, outbox: str | None, err: TextIO) -> Campaign
         provider = comm.email(spec.provider, **spec.settings)
         bulk = comm.create_bulk_sender(provider, **spec.sender_options)
         bar = ProgressBar(spec.rows, err)
-        scheduled: dict[str, Any] = {}
-        if spec.schedule_time is not None:
-            scheduled["schedule_time"] = spec.schedule_time
         result = await bulk.send_campaign(
             template=spec.template,
             recipients=read_recipients(spec),
             campaign_id=spec.campaign_id,
             unsubscribe=spec.unsubscribe,
+            schedule_time=spec.schedule_time,
             on_progress=bar,
-            **scheduled,
         )
-        if not getattr(result, "scheduled", 0):
+        if not result.scheduled:
             bar.finish(result)
         return result
 
@@ -157,8 +154,8 @@ async def _send(spec: CampaignSpec, outbox: str | None, err: TextIO) -> Campaign
 def _report(
     result: CampaignResult, out: TextIO, err: TextIO, *, scheduled_for: datetime | None = None
 ) -> int:
-    scheduled: int = getattr(result, "scheduled", 0)
-    if scheduled:
+    scheduled = result.scheduled
+    if scheduled and not result.sent:
         when = scheduled_for.isoformat() if scheduled_for else "later"
         print(
             f"campaign {result.campaign_id!r}: {scheduled:,} messages scheduled for {when}; "

@@ -36,7 +36,7 @@ import itertools
 import os
 import re
 import tomllib
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -323,8 +323,7 @@ class _Reader:
         table = self.table(section)
         if key not in table:
             if required:
-                where = f"[{section}]" if section in self.data else f"a [{section}] section"
-                self.problem(section, None, f"{where} needs {key} = ...")
+                self.problem(section, None, f"[{section}] needs {key} = ...")
             return None
         value = table[key]
         kind = _SECTIONS[section][key]
@@ -348,12 +347,12 @@ class _Reader:
             return None
         return value
 
-    def env(self, section: str, key: str, environ: Mapping[str, str]) -> str | None:
+    def env(self, section: str, key: str) -> str | None:
         """The value of the environment variable whose name is `[section] key`."""
         name = self.get(section, key)
         if name is None:
             return None
-        value = environ.get(name)
+        value = os.environ.get(name)
         if not value:
             self.problem(
                 section, key, f"[{section}] {key}: the environment variable {name} is not set"
@@ -380,20 +379,17 @@ def load_campaign(
     path: str | os.PathLike[str],
     *,
     campaign_id: str | None = None,
-    environ: Mapping[str, str] | None = None,
 ) -> CampaignSpec:
     """Read and check the campaign file at `path`, its templates and its recipients CSV.
 
     Args:
         path: the campaign file.
         campaign_id: overrides `[campaign] id`.
-        environ: where `*_env` variables are looked up (default: `os.environ`).
 
     Raises:
         CampaignFileError: with every problem found, each with its file and line.
     """
     path = Path(path)
-    environ = os.environ if environ is None else environ
     file = str(path)
     report = _Report()
     try:
@@ -423,9 +419,9 @@ def load_campaign(
         key: value for key in _SENDER_OPTIONS if (value := toml.get("campaign", key)) is not None
     }
     schedule_time = _schedule_time(toml)
-    unsubscribe = _unsubscribe(toml, environ)
+    unsubscribe = _unsubscribe(toml)
     template = _template(toml, base)
-    provider, settings = _provider(toml, environ)
+    provider, settings = _provider(toml)
     outbox = toml.get("outbox", "url")
     if outbox is not None and "://" not in outbox:
         outbox = str(base / outbox)
@@ -485,7 +481,7 @@ def _schedule_time(toml: _Reader) -> datetime | None:
     return value
 
 
-def _unsubscribe(toml: _Reader, environ: Mapping[str, str]) -> UnsubscribeSigner | None:
+def _unsubscribe(toml: _Reader) -> UnsubscribeSigner | None:
     url = toml.get("campaign", "unsubscribe_url")
     has_env = "unsubscribe_secret_env" in toml.table("campaign")
     if (url is None) != (not has_env):
@@ -500,18 +496,24 @@ def _unsubscribe(toml: _Reader, environ: Mapping[str, str]) -> UnsubscribeSigner
         return None
     if url is None:
         return None
-    secret = toml.env("campaign", "unsubscribe_secret_env", environ)
-    if secret is None:
+    name = toml.get("campaign", "unsubscribe_secret_env")
+    if name is None:
+        return None
+    if toml.env("campaign", "unsubscribe_secret_env") is None:  # reported
         return None
     try:
-        return UnsubscribeSigner(secret, url)
+        # from_env: the campaign's definition keeps the variable's name, so workers can sign
+        return UnsubscribeSigner.from_env(name, url)
     except ConfigurationError as exc:
         key = "unsubscribe_secret_env" if "secret" in str(exc) else "unsubscribe_url"
         toml.problem("campaign", key, f"[campaign] {key}: {exc}")
         return None
 
 
-def _provider(toml: _Reader, environ: Mapping[str, str]) -> tuple[str | None, dict[str, Any]]:
+def _provider(toml: _Reader) -> tuple[str | None, dict[str, Any]]:
+    if "provider" not in toml.data:
+        toml.problem("provider", None, "a [provider] section is needed (kind, host, sender)")
+        return None, {}
     kind = toml.get("provider", "kind", required=True)
     if kind is not None and kind != "smtp":
         toml.problem("provider", "kind", f"[provider] kind must be 'smtp', got {kind!r}")
@@ -525,7 +527,7 @@ def _provider(toml: _Reader, environ: Mapping[str, str]) -> tuple[str | None, di
         value = toml.get("provider", key)
         if value is not None:
             settings[key] = value
-    if "password_env" in settings and toml.env("provider", "password_env", environ) is None:
+    if "password_env" in settings and toml.env("provider", "password_env") is None:
         settings.pop("password_env")
     if "sender" in settings:
         try:
