@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Protocol, TextIO, cast
+from typing import TextIO
 
 from xcomm._campaign_file import CampaignFileError, CampaignSpec, load_campaign, read_recipients
 from xcomm._console import ProgressBar, campaign_report, shown, table
@@ -52,23 +52,6 @@ EXIT_BAD_INPUT = 2
 EXIT_UNKNOWN_CAMPAIGN = 3
 EXIT_INTERRUPTED = 130
 _WORKER_REPORT_EVERY = 5.0  # seconds between a worker's progress lines
-
-
-class _Scheduling(Protocol):
-    """The manager's scheduling API (`resume_campaign`, `run_scheduler`)."""
-
-    async def resume_campaign(
-        self, campaign_id: str, /, *, on_progress: Callable[[Progress], None] | None = None
-    ) -> CampaignResult: ...
-
-    async def run_scheduler(
-        self,
-        *,
-        campaign_id: str | None = None,
-        until_idle: bool = False,
-        poll_interval: float = 1.0,
-        on_progress: Callable[[Progress], None] | None = None,
-    ) -> None: ...
 
 
 def _error(err: TextIO, text: str) -> None:
@@ -112,11 +95,15 @@ def campaign_run(
     try:
         result = asyncio.run(_send(spec, location, err))
     except KeyboardInterrupt:
+        again = f"xcomm campaign run {path}" + (
+            f" --campaign-id {campaign_id}" if campaign_id else ""
+        )
         print(
-            f"\ninterrupted: what was sent is recorded in the outbox. Send the rest of campaign "
-            f"{spec.campaign_id!r} with:\n  xcomm campaign resume {spec.campaign_id}"
-            f"{_outbox_flag(outbox)}\nor run `xcomm campaign run {path}` again "
-            f"(it sends only what was not sent).",
+            f"\ninterrupted: campaign {spec.campaign_id!r} stopped; what was sent is recorded in "
+            f"the outbox. To send the rest, run the same command again (it sends only what was "
+            f"not sent):\n  {again}{_outbox_flag(outbox)}\n"
+            f"(`xcomm campaign resume {spec.campaign_id}{_outbox_flag(outbox)}` sends what is "
+            "already queued in the outbox, without reading the CSV again)",
             file=err,
         )
         return EXIT_INTERRUPTED
@@ -272,7 +259,7 @@ def campaign_resume(
                 return None
             left = sum(counts.get(s, 0) for s in (OutboxStatus.PENDING, OutboxStatus.SENDING))
             bar = ProgressBar(left, err)
-            result = await cast(_Scheduling, comm).resume_campaign(campaign_id, on_progress=bar)
+            result = await comm.resume_campaign(campaign_id, on_progress=bar)
             bar.finish(result)
             return result
 
@@ -311,8 +298,9 @@ class _WorkerProgress:
         if now - self._last.get(event.campaign_id, 0.0) < _WORKER_REPORT_EVERY:
             return
         self._last[event.campaign_id] = now
+        which = "all campaigns" if event.campaign_id == "*" else f"campaign {event.campaign_id!r}"
         print(
-            f"worker {os.getpid()}: campaign {event.campaign_id!r}: {event.sent:,} sent, "
+            f"worker {os.getpid()}: {which}: {event.sent:,} sent, "
             f"{event.failed:,} failed, {event.rate:,.0f} msg/s",
             file=self._err,
         )
@@ -352,15 +340,18 @@ def worker(
     until_idle: bool = False,
     poll_interval: float = 1.0,
     outbox: str | None = None,
+    rate_share: float | None = None,
     err: TextIO | None = None,
 ) -> int:
     """`xcomm worker`: send due records of every campaign (or one) from this and N-1 children.
 
     The children are `python -m xcomm worker` with the same options; leases in the outbox keep
-    them from claiming the same record. SIGINT/SIGTERM stop every process cleanly.
+    them from claiming the same record, and each takes `rate_share` (1/N) of every campaign's
+    rate limit. SIGINT/SIGTERM stop every process cleanly.
     """
     _, err = _streams(None, err)
-    args = ["--poll-interval", str(poll_interval)]
+    rate_share = 1 / processes if rate_share is None else rate_share
+    args = ["--poll-interval", str(poll_interval), "--rate-share", repr(rate_share)]
     if campaign_id is not None:
         args += ["--campaign", campaign_id]
     if until_idle:
@@ -374,12 +365,17 @@ def worker(
     progress = _WorkerProgress(err)
 
     async def run(comm: CommManager) -> None:
-        scheduler = cast(_Scheduling, comm)
-        await scheduler.run_scheduler(
+        result = await comm.run_scheduler(
             campaign_id=campaign_id,
             until_idle=until_idle,
             poll_interval=poll_interval,
+            rate_share=rate_share,
             on_progress=progress,
+        )
+        print(
+            f"worker {os.getpid()}: {result.sent:,} sent, {result.failed:,} failed, "
+            f"{result.in_doubt:,} in doubt",
+            file=err,
         )
 
     code, stopped = EXIT_OK, False

@@ -219,6 +219,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         until_idle=args.until_idle,
         poll_interval=args.poll_interval,
         outbox=args.outbox,
+        rate_share=args.rate_share,
     )
 
 
@@ -245,7 +246,7 @@ def _add_worker(commands: Commands) -> None:
     parser.add_argument(
         "--until-idle",
         action="store_true",
-        help="exit when nothing is due or pending (instead of waiting for more)",
+        help="exit when nothing is due now (instead of waiting; later messages stay queued)",
     )
     parser.add_argument(
         "--poll-interval",
@@ -255,6 +256,8 @@ def _add_worker(commands: Commands) -> None:
         help="how often to look for due messages when idle (default: 1)",
     )
     _add_outbox(parser)
+    # How the parent tells its children their part of each campaign's rate (1/N).
+    parser.add_argument("--rate-share", type=_positive_float, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(handler=_run_worker)
 
 

@@ -23,17 +23,12 @@ from typing import Any
 
 import pytest
 
-from xcomm import CommManager
 from xcomm._cli import main
 
 SMTPServer = Any  # conftest.SMTPServer, as the `smtpd` fixture returns it
 ROOT = Path(__file__).resolve().parents[2]
 PEOPLE = [("ada@example.com", "Ada", "London"), ("bob@example.org", "Bob", "Berlin"),
           ("cy@example.net", "Cy", "Köln")]  # fmt: skip
-HAS_SCHEDULER = hasattr(CommManager, "run_scheduler") and hasattr(CommManager, "resume_campaign")
-needs_scheduler = pytest.mark.skipif(
-    not HAS_SCHEDULER, reason="comm.run_scheduler / comm.resume_campaign are not on main yet"
-)
 
 
 def campaign(
@@ -253,36 +248,40 @@ def test_ctrl_c_stops_the_run_and_says_how_to_resume(
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
+    assert f"xcomm campaign run {path}\n" in err
     assert "xcomm campaign resume test-campaign" in err
     assert "Traceback" not in err
     assert 3 <= len(server.recorder.messages) < 100
 
 
-@needs_scheduler
 def test_scheduled_campaign_is_sent_by_a_worker(
     smtpd: Callable[[str], SMTPServer], tmp_path: Path
 ) -> None:
     server = smtpd("plain")
-    when = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
-    path = campaign(tmp_path, server, extra=f'schedule_time = "{when}"')
+    when = datetime.now(UTC) + timedelta(seconds=1)
+    path = campaign(tmp_path, server, extra=f'schedule_time = "{when.isoformat()}"')
     code, out, err = cli("campaign", "run", str(path))
     assert code == 0, err
     assert "3 messages scheduled" in out and server.recorder.messages == []
     outbox = str(tmp_path / "outbox.sqlite3")
+    code, _, err = cli("worker", "--until-idle", "--outbox", outbox)
+    assert code == 0, err
+    assert server.recorder.messages == []  # not due yet: queued, not sent
+    time.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()))
     code, _, err = cli("worker", "--until-idle", "--campaign", "test-campaign", "--outbox", outbox)
     assert code == 0, err
     assert sorted(delivered(server)) == sorted(p[0] for p in PEOPLE)
 
 
-@needs_scheduler
 def test_two_worker_processes_send_each_message_once(
     smtpd: Callable[[str], SMTPServer], tmp_path: Path
 ) -> None:
     server = smtpd("plain")
     people = [(f"user{i}@example.com", f"U{i}", "X") for i in range(200)]
-    when = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
-    path = campaign(tmp_path, server, people, extra=f'schedule_time = "{when}"')
+    when = datetime.now(UTC) + timedelta(seconds=0.5)
+    path = campaign(tmp_path, server, people, extra=f'schedule_time = "{when.isoformat()}"')
     assert cli("campaign", "run", str(path))[0] == 0
+    time.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "xcomm", "worker", "--processes", "2", "--until-idle",
@@ -294,7 +293,6 @@ def test_two_worker_processes_send_each_message_once(
     assert sorted(recipients) == sorted(p[0] for p in people)  # each once
 
 
-@needs_scheduler
 def test_resume_sends_what_an_interrupted_run_left(
     smtpd: Callable[[str], SMTPServer], tmp_path: Path
 ) -> None:
@@ -326,3 +324,64 @@ def test_resume_of_an_unknown_campaign_exits_3(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.sqlite3"
     code, out, err = cli("campaign", "resume", "nope", "--outbox", str(outbox))
     assert (code, out) == (3, "") and "no campaign 'nope'" in err
+
+
+def test_password_from_the_environment_and_never_in_the_outbox(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtpd("plain-auth")
+    monkeypatch.setenv("XCOMM_TEST_SMTP_PASSWORD", server.password)
+    path = campaign(
+        tmp_path,
+        server,
+        provider=f'username = "{server.user}"\npassword_env = "XCOMM_TEST_SMTP_PASSWORD"\n'
+        "allow_plaintext_auth = true",
+    )
+    code, _, err = cli("campaign", "run", str(path))
+    assert code == 0, err
+    assert {m.login for m in server.recorder.messages} == {server.user.encode()}
+    assert len(delivered(server)) == 3
+    outbox = tmp_path / "outbox.sqlite3"
+    code, out, _ = cli("campaign", "status", "test-campaign", "--outbox", str(outbox))
+    assert code == 0 and "password_env='XCOMM_TEST_SMTP_PASSWORD'" in out
+    assert server.password not in out
+    assert server.password.encode() not in outbox.read_bytes()
+
+
+def start_workers(outbox: Path) -> tuple[subprocess.Popen[str], Path]:
+    """`python -m xcomm worker --processes 2` in its own session (its own Ctrl-C group),
+    once both processes are polling; standard error goes to the file returned."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = outbox.with_suffix(".log")
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xcomm", "worker", "--processes", "2", "--poll-interval", "0.1",
+             "--outbox", str(outbox)],
+            stdout=subprocess.DEVNULL, stderr=err, text=True, env=env, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # each process reports once it runs the scheduler
+        workers = {line.split(":")[0] for line in log.read_text().splitlines()}
+        if len(workers) == 2:
+            return proc, log
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"the workers did not start: {log.read_text()}")
+
+
+def test_sigterm_stops_the_worker_and_its_children(tmp_path: Path) -> None:
+    proc, log = start_workers(tmp_path / "outbox.sqlite3")
+    proc.send_signal(signal.SIGTERM)  # to the parent only: it passes it on
+    proc.wait(timeout=20)
+    err = log.read_text()
+    assert proc.returncode == 0, err
+    assert err.count("stopped (SIGTERM)") == 2 and "Traceback" not in err
+
+
+def test_ctrl_c_stops_the_worker_and_its_children(tmp_path: Path) -> None:
+    proc, log = start_workers(tmp_path / "outbox.sqlite3")
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    proc.wait(timeout=20)
+    err = log.read_text()
+    assert proc.returncode == 130, err
+    assert err.count("interrupted") == 2 and "Traceback" not in err

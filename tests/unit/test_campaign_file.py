@@ -257,7 +257,4 @@ def test_schedule_time_needs_an_offset(tmp_path: Path) -> None:
 
 def test_provider_keys_are_settings_of_comm_smtp() -> None:
     parameters = inspect.signature(CommManager.smtp).parameters
-    missing = set(_SMTP) - set(parameters) - {"kind"}
-    if "password_env" not in parameters:  # lands with the scheduling API on main
-        missing.discard("password_env")
-    assert not missing
+    assert set(_SMTP) - set(parameters) == {"kind"}
