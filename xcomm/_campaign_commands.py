@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TextIO
 
-from xcomm._campaign_file import CampaignFileError, CampaignSpec, load_campaign, read_recipients
+from xcomm._campaign_csv import read_recipients
+from xcomm._campaign_file import CampaignFileError, CampaignSpec, load_campaign
 from xcomm._console import ProgressBar, campaign_report, shown, table
 from xcomm._errors import CommunicationError, ConfigurationError, ValidationError
 from xcomm._manager import CommManager
@@ -127,7 +128,7 @@ async def _send(spec: CampaignSpec, outbox: str | None, err: TextIO) -> Campaign
         bar = ProgressBar(spec.rows, err)
         result = await bulk.send_campaign(
             template=spec.template,
-            recipients=read_recipients(spec),
+            recipients=read_recipients(spec.recipients, spec.email_column),
             campaign_id=spec.campaign_id,
             unsubscribe=spec.unsubscribe,
             schedule_time=spec.schedule_time,

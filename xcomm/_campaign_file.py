@@ -22,28 +22,24 @@ sender = "News <news@example.com>"
 problem found (up to `MAX_PROBLEMS`), each as `file:line: what is wrong`: TOML syntax, unknown
 sections and keys (with a suggestion), wrong types, missing keys, template files that are
 missing or do not compile, environment variables that are not set, and the recipients CSV (no
-email column, a bad address on line N, a column the template needs). The CSV is streamed, never
-held in memory; `CampaignSpec.rows` says how many rows were checked. The full schema is in
-docs/cli.md.
+email column, a bad address on line N, a column the template needs: `xcomm._campaign_csv`
+streams it, never holding it). `CampaignSpec.rows` says how many rows were checked. The full
+schema is in docs/cli.md.
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
 import hashlib
-import itertools
 import os
 import re
 import tomllib
-from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
-
+from xcomm._campaign_csv import check_csv
 from xcomm._console import shown
 from xcomm._errors import ConfigurationError, ValidationError
 from xcomm._templates import Template, TemplateError, UnsubscribeSigner
@@ -55,12 +51,10 @@ __all__ = [
     "CampaignSpec",
     "Problem",
     "load_campaign",
-    "read_recipients",
 ]
 
 #: Problems reported at most; the rest are counted.
 MAX_PROBLEMS = 20
-_BATCH = 500
 
 _ONE_OF = {"policy": ("at-least-once", "at-most-once")}
 #: key -> (accepted types, what to write)
@@ -135,7 +129,6 @@ _DIR_FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _HEADER = re.compile(r"\s*\[(?!\[)\s*([^\]]+?)\s*\]")
 _KEY = re.compile(r"\s*([A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')\s*=")
-_INVALID = re.compile(r"^invalid (?:email )?address .*?': ")
 
 
 @dataclass(frozen=True)
@@ -436,7 +429,7 @@ def load_campaign(
             csv_path = None
     rows = 0
     if csv_path is not None:
-        rows = _check_csv(csv_path, email_column, template, unsubscribe, report, toml)
+        rows = check_csv(csv_path, email_column, template, unsubscribe, report)
     report.raise_if_any()
     assert template is not None and csv_path is not None and provider is not None
     return CampaignSpec(
@@ -598,144 +591,3 @@ def _template(toml: _Reader, base: Path) -> Template | None:
         toml.report(file, line, str(exc))
         return None
     return template
-
-
-# -- the recipients CSV ------------------------------------------------------------------------
-
-
-def _bad_address(value: str, exc: ValidationError) -> str:
-    return f"bad address {value!r}: {_INVALID.sub('', str(exc))}"
-
-
-def _check_csv(
-    path: Path,
-    column: str,
-    template: Template | None,
-    unsubscribe: UnsubscribeSigner | None,
-    report: _Report,
-    toml: _Reader,
-) -> int:
-    """Stream the CSV: the header, every address; then the template's variables. Rows read."""
-    file = shown(path)
-    rows = 0
-    first: dict[str, str] | None = None
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                report(file, 1, f"the file is empty; expected a header line with {column!r}")
-                return 0
-            fields = [name.strip().lower() for name in header]
-            if column not in fields:
-                hint = (
-                    "set email_column in [campaign] to the column that holds the addresses"
-                    if column == "email"
-                    else "fix email_column in [campaign], or the header"
-                )
-                report(
-                    file,
-                    1,
-                    f"no {column!r} column in the header (columns: {', '.join(fields[:12])}); "
-                    + hint,
-                )
-                return 0
-            index = fields.index(column)
-            line = 1
-            try:
-                for row in reader:
-                    line = reader.line_num
-                    if not row:
-                        continue
-                    rows += 1
-                    value = row[index] if index < len(row) else ""
-                    try:
-                        parse_address(value)
-                    except ValidationError as exc:
-                        report(file, line, _bad_address(value, exc))
-                        continue
-                    if first is None:
-                        first = dict(zip(fields, row, strict=False))
-            except csv.Error as exc:
-                report(file, reader.line_num, f"not valid CSV: {exc}")
-            except UnicodeDecodeError:
-                report(file, line + 1, "not UTF-8 text (save the file as UTF-8)")
-    except OSError as exc:
-        report(file, None, f"cannot read the recipients: {exc.strerror or exc}")
-        return rows
-    if template is not None:
-        _check_variables(template, unsubscribe, fields, first or {}, file, column, report)
-    return rows
-
-
-def _check_variables(
-    template: Template,
-    unsubscribe: UnsubscribeSigner | None,
-    fields: list[str],
-    first: dict[str, str],
-    file: str,
-    column: str,
-    report: _Report,
-) -> None:
-    """Report variables the template needs that no CSV column gives.
-
-    `find_undeclared_variables` also names variables that have a `| default(...)`, so the
-    suspects are rendered against the first row: only those that fail are reported.
-    """
-    compiled = template.compile(unsubscribe=unsubscribe)
-    columns = {name for name in fields if name != column} | {"email"}
-    suspects = set(compiled.variables) - columns
-    if not suspects:
-        return
-    values: dict[str, object] = {name: first.get(name, "") for name in columns}
-    values["email"] = first.get(column, "ada@example.com")
-    for _ in range(len(suspects)):
-        try:
-            compiled.render(values, recipient=str(values["email"]), campaign_id="check")
-            return
-        except TemplateError as exc:
-            name = exc.variable
-            if name is None or name not in suspects:
-                return  # a data problem of this row, reported per recipient when sending
-            if name == "unsubscribe_url":
-                report(
-                    file,
-                    1,
-                    f"the {exc.part} template uses unsubscribe_url: set unsubscribe_url and "
-                    "unsubscribe_secret_env in [campaign]",
-                )
-            else:
-                report(
-                    file,
-                    1,
-                    f"no {name!r} column, which the {exc.part} template uses (columns: "
-                    f"{', '.join(fields[:12])}); add the column, or write "
-                    f"{{{{ {name} | default('...') }}}} in the template",
-                )
-            values[name] = ""
-
-
-def _rows(path: Path, column: str) -> Generator[dict[str, str], None, None]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        fields = [name.strip().lower() for name in next(reader, [])]
-        index = fields.index(column)
-        for row in reader:
-            if row:
-                variables = {k: v for k, v in zip(fields, row, strict=False) if k != column}
-                variables["email"] = row[index].strip()
-                yield variables
-
-
-async def read_recipients(spec: CampaignSpec) -> AsyncIterator[dict[str, str]]:
-    """The CSV's rows as recipient mappings (`email` plus the other columns), streamed."""
-    rows = _rows(spec.recipients, spec.email_column)
-    try:
-        while True:
-            chunk = await anyio.to_thread.run_sync(lambda: list(itertools.islice(rows, _BATCH)))
-            if not chunk:
-                return
-            for row in chunk:
-                yield row
-    finally:
-        rows.close()

@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from xcomm import CommManager
-from xcomm._campaign_file import (
-    _SMTP,
-    MAX_PROBLEMS,
-    CampaignFileError,
-    load_campaign,
-    read_recipients,
-)
+from xcomm._campaign_csv import read_recipients
+from xcomm._campaign_file import _SMTP, MAX_PROBLEMS, CampaignFileError, load_campaign
 
 CSV = "email,first_name,city\nada@example.com,Ada,London\nbob@example.org,Bob,Berlin\n"
 GOOD = """\
@@ -178,7 +173,7 @@ async def test_recipients_stream_with_email_from_the_column(tmp_path: Path) -> N
         'recipients = "people.csv"', 'recipients = "people.csv"\nemail_column="Mail"'
     )
     spec = load_campaign(write(tmp_path, toml, csv=csv))
-    rows = [row async for row in read_recipients(spec)]
+    rows = [row async for row in read_recipients(spec.recipients, spec.email_column)]
     assert rows == [
         {"first_name": "Ada", "city": "London", "email": "ada@example.com"},
         {"first_name": "Bob", "city": "Berlin", "email": "bob@example.org"},
