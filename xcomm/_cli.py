@@ -1,4 +1,4 @@
-"""The `xcomm` command: `xcomm demo` today; each subcommand is one small `_add_*` function.
+"""The `xcomm` command: `demo`, `campaign run|status|resume`, `worker`; one `_add_*` each.
 
 Run it as `xcomm ...` (installed script) or `python -m xcomm ...`.
 """
@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from xcomm._version import __version__
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _positive_int(text: str) -> int:
@@ -23,6 +25,27 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def _add_outbox(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--outbox",
+        default=None,
+        metavar="URL",
+        help="the outbox: a SQLite path, sqlite:///abs/path.db or memory:// "
+        "(default: [outbox] url of the campaign file, else $XCOMM_OUTBOX, else the user's "
+        "data directory)",
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -38,7 +61,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
 
 
-def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(commands: Commands) -> None:
     from xcomm._demo import DEFAULT_BURST, DEFAULT_MAILDIR, DEFAULT_POOL_SIZE, DEFAULT_SUBSCRIBERS
 
     parser = commands.add_parser(
@@ -94,6 +117,150 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.set_defaults(handler=_run_demo)
 
 
+def _run_campaign_run(args: argparse.Namespace) -> int:
+    from xcomm._campaign_commands import campaign_run
+
+    return campaign_run(
+        args.file, outbox=args.outbox, campaign_id=args.campaign_id, check=args.check
+    )
+
+
+def _add_campaign_run(campaign: Commands) -> None:
+    parser = campaign.add_parser(
+        "run",
+        help="check a campaign file and its recipients, then send it",
+        description=(
+            "Read FILE (a campaign.toml: see docs/cli.md), check it, its templates and its "
+            "recipients CSV, reporting every problem with its file and line; then send the "
+            "campaign through the outbox with a progress bar, and print a summary. Running it "
+            "again sends only what was not sent. Exit status: 0 sent, 1 recipients failed, "
+            "2 bad input (nothing sent), 130 interrupted."
+        ),
+    )
+    parser.add_argument("file", metavar="FILE", help="the campaign file (TOML)")
+    _add_outbox(parser)
+    parser.add_argument(
+        "--campaign-id",
+        default=None,
+        metavar="ID",
+        help="the campaign id (default: [campaign] id, else the file name and a hash of its path)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="check the file and its recipients; send nothing"
+    )
+    parser.set_defaults(handler=_run_campaign_run)
+
+
+def _run_campaign_status(args: argparse.Namespace) -> int:
+    from xcomm._campaign_commands import campaign_status
+
+    return campaign_status(args.campaign_id, outbox=args.outbox)
+
+
+def _add_campaign_status(campaign: Commands) -> None:
+    parser = campaign.add_parser(
+        "status",
+        help="count a campaign's recipients per status",
+        description=(
+            "Print the campaign's definition and how many of its recipients are pending, "
+            "sending, sent, failed, in doubt or suppressed. Exit status 3: no such campaign."
+        ),
+    )
+    parser.add_argument("campaign_id", metavar="ID", help="the campaign id")
+    _add_outbox(parser)
+    parser.set_defaults(handler=_run_campaign_status)
+
+
+def _run_campaign_resume(args: argparse.Namespace) -> int:
+    from xcomm._campaign_commands import campaign_resume
+
+    return campaign_resume(args.campaign_id, outbox=args.outbox)
+
+
+def _add_campaign_resume(campaign: Commands) -> None:
+    parser = campaign.add_parser(
+        "resume",
+        help="send what an interrupted campaign left pending",
+        description=(
+            "Send the campaign's pending messages, with the templates and provider stored in "
+            "the outbox (the password comes from the environment variable it was named by). "
+            "Exit status: 0 sent, 1 recipients failed, 3 no such campaign, 130 interrupted."
+        ),
+    )
+    parser.add_argument("campaign_id", metavar="ID", help="the campaign id")
+    _add_outbox(parser)
+    parser.set_defaults(handler=_run_campaign_resume)
+
+
+def _add_campaign(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "campaign",
+        help="send a campaign from a campaign file; inspect and resume campaigns",
+        description="Send bulk email campaigns described by a TOML file (see docs/cli.md).",
+    )
+    campaign = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_campaign_run(campaign)
+    _add_campaign_status(campaign)
+    _add_campaign_resume(campaign)
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(handler=usage)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from xcomm._campaign_commands import worker
+
+    return worker(
+        processes=args.processes,
+        campaign_id=args.campaign,
+        until_idle=args.until_idle,
+        poll_interval=args.poll_interval,
+        outbox=args.outbox,
+        rate_share=args.rate_share,
+    )
+
+
+def _add_worker(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "worker",
+        help="send due messages of scheduled and interrupted campaigns",
+        description=(
+            "Send every campaign's messages as they become due (scheduled campaigns, drip "
+            "steps, resumed campaigns), until stopped with Ctrl-C or SIGTERM. Several "
+            "processes share one SQLite outbox without sending a message twice."
+        ),
+    )
+    parser.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes: this one and N-1 children (default: 1)",
+    )
+    parser.add_argument(
+        "--campaign", default=None, metavar="ID", help="send only this campaign's messages"
+    )
+    parser.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="exit when nothing is due now (instead of waiting; later messages stay queued)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to look for due messages when idle (default: 1)",
+    )
+    _add_outbox(parser)
+    # How the parent tells its children their part of each campaign's rate (1/N).
+    parser.add_argument("--rate-share", type=_positive_float, default=None, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=_run_worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -108,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_demo(commands)
+    _add_campaign(commands)
+    _add_worker(commands)
     return parser
 
 

@@ -20,14 +20,13 @@ import os
 import socket
 import sys
 import time
-import unicodedata
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage as MIMEMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO
 
+from xcomm._console import ms, table
 from xcomm._errors import CommunicationError, ConfigurationError
 from xcomm._manager import CommManager
 from xcomm._models import SendResult
@@ -188,39 +187,6 @@ class _Sent:
 # -- output --------------------------------------------------------------------------------
 
 
-def _width(text: str) -> int:
-    """Columns `text` takes in a terminal (wide CJK characters and emoji take two)."""
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
-        for c in text
-    )
-
-
-def _pad(text: str, width: int, *, right: bool = False) -> str:
-    fill = " " * (width - _width(text))
-    return fill + text if right else text + fill
-
-
-def _table(rows: Sequence[Sequence[str]], *, right: Iterable[int] = ()) -> list[str]:
-    """Aligned columns, left-aligned except the column indexes in `right`; a rule under row 0."""
-    right = set(right)
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [
-            _pad(cell, width, right=i in right)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  " + "  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
-    return lines
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
-
-
 class _Printer:
     def __init__(self, out: TextIO | None) -> None:
         self._out = out
@@ -308,10 +274,10 @@ def _print_results(say: _Printer, sent: list[_Sent]) -> None:
                 r.message_id or "-",
                 ", ".join(r.accepted) or "-",
                 str(r.attempts),
-                _ms(r.duration),
+                ms(r.duration),
             ]
         )
-    say(*_table(rows, right=(0, 4, 5)))
+    say(*table(rows, right=(0, 4, 5)))
 
 
 def _describe(msg: MIMEMessage) -> str:
@@ -354,7 +320,7 @@ def _print_maildir(
             [f"Burst message 1..{len(by_id)}", str(first["from"]), "reader1..N@example.com",
              f"{len(by_id)} x {_describe(first)}"]
         )  # fmt: skip
-    say(*_table(rows))
+    say(*table(rows))
 
 
 def _print_metrics(say: _Printer, comm: CommManager, smtp: SMTPProvider) -> None:
@@ -370,12 +336,12 @@ def _print_metrics(say: _Printer, comm: CommManager, smtp: SMTPProvider) -> None
                 str(stats.successful),
                 str(stats.failed),
                 f"{stats.success_rate:.1f}%",
-                _ms(stats.avg_duration),
-                _ms(stats.p50_duration),
-                _ms(stats.p99_duration),
+                ms(stats.avg_duration),
+                ms(stats.p50_duration),
+                ms(stats.p99_duration),
             ]
         )
-    say(*_table(rows, right=range(1, 8)))
+    say(*table(rows, right=range(1, 8)))
     pool = smtp.statistics()
     say.heading("Connection pool (smtp.statistics())")
     rows = [
@@ -390,7 +356,7 @@ def _print_metrics(say: _Printer, comm: CommManager, smtp: SMTPProvider) -> None
             str(pool.messages_sent),
         ],
     ]
-    say(*_table(rows, right=range(7)))
+    say(*table(rows, right=range(7)))
 
 
 async def _run(

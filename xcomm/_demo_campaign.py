@@ -25,21 +25,19 @@ import unicodedata
 from collections.abc import Iterator
 from email.message import EmailMessage as MIMEMessage
 from pathlib import Path
-from typing import TextIO
 
 import xcomm
-from xcomm._demo import LoopbackSMTPServer, _ms, _Printer, _table
+from xcomm._console import ProgressBar, campaign_report, shown, table
+from xcomm._demo import LoopbackSMTPServer, _Printer
 from xcomm._errors import OutboxError
 from xcomm._manager import CommManager
 from xcomm._templates import Template, UnsubscribeSigner
-from xcomm.bulk import CampaignResult, Progress
+from xcomm.bulk import CampaignResult
 
 __all__ = [
     "CAMPAIGN_CONCURRENCY",
     "CAMPAIGN_POOL_SIZE",
-    "ProgressBar",
     "load_template",
-    "progress_line",
     "run_campaign",
     "subscribers",
     "template_dir",
@@ -55,7 +53,6 @@ SEED = 2026
 UNSUBSCRIBE_SECRET = b"xcomm-demo-unsubscribe-secret"
 UNSUBSCRIBE_URL = "https://example.com/unsubscribe"
 TEMPLATE_FILES = ("subject.txt", "body.txt", "body.html")
-_SETTLED = 0.5  # seconds before the progress bar shows a rate and an ETA
 
 FIRST_NAMES = (
     "Ada", "Alan", "Amara", "Ana", "Björn", "Chen", "Chloé", "Dmitri", "Elif", "Emma",
@@ -172,86 +169,7 @@ def load_template() -> tuple[Template, str]:
         )
         return template, "built in (docs/examples/newsletter/ is not next to this install)"
     subject, text, html = (folder / name for name in TEMPLATE_FILES)
-    return Template.from_files(subject=subject, text=text, html=html), f"{_shown(folder)}/"
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the working directory when it is under it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-# -- progress ------------------------------------------------------------------------------
-
-
-def _duration(seconds: float) -> str:
-    whole = round(seconds)
-    return f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60:02d}s"
-
-
-def progress_line(done: int, total: int, *, elapsed: float, rate: float, width: int = 30) -> str:
-    """`[█████░░░░░]  2,500/5,000  50%  1,234 msg/s  ETA 2s`: a pure function of the counts.
-
-    `rate` is messages sent per second; the ETA comes from how fast recipients get done
-    (sent, failed or skipped), so a resumed run that skips everything still finishes its bar.
-    Before `_SETTLED` seconds both show `--`: the first few sends say little about the rest.
-    """
-    fraction = min(1.0, done / total) if total else 1.0
-    filled = round(fraction * width)
-    bar = "█" * filled + "░" * (width - filled)
-    settled = elapsed >= _SETTLED
-    speed = f"{rate:,.0f}" if settled or done >= total else "--"
-    if done >= total:
-        eta = "done"
-    elif done and settled:
-        eta = "ETA " + _duration((total - done) * elapsed / done)
-    else:
-        eta = "ETA --"
-    digits = len(f"{total:,}")
-    return f"  [{bar}] {done:>{digits},}/{total:,} {fraction:>4.0%}  {speed:>6} msg/s  {eta}"
-
-
-class ProgressBar:
-    """An `on_progress` callback that draws done/total, the send rate and the ETA.
-
-    On a terminal it redraws one line in place with `\\r`; anywhere else (a pipe, a log file,
-    a test) it prints a line at each quarter of the way, and `finish()` prints the last one.
-    """
-
-    def __init__(self, total: int, out: TextIO, *, live: bool | None = None) -> None:
-        self._total = total
-        self._out = out
-        self._live = out.isatty() if live is None else live
-        self._next_quarter = 1
-        self._drawn = 0
-
-    def __call__(self, event: Progress) -> None:
-        line = progress_line(event.done, self._total, elapsed=event.elapsed, rate=event.rate)
-        if self._live:
-            self._draw(line)
-            return
-        quarter = event.done * 4 // self._total if self._total else 4
-        if self._next_quarter <= quarter < 4:
-            print(line, file=self._out)
-            self._next_quarter = quarter + 1
-
-    def finish(self, result: CampaignResult) -> None:
-        """Draw the final state from the run's result and end the line."""
-        done = result.sent + result.failed + result.suppressed + result.skipped + result.in_doubt
-        line = progress_line(done, self._total, elapsed=result.duration, rate=result.throughput)
-        if self._live:
-            self._draw(line)
-            self._out.write("\n")
-            self._out.flush()
-        else:
-            print(line, file=self._out)
-
-    def _draw(self, line: str) -> None:
-        self._out.write("\r" + line + " " * max(0, self._drawn - len(line)))
-        self._out.flush()
-        self._drawn = len(line)
+    return Template.from_files(subject=subject, text=text, html=html), f"{shown(folder)}/"
 
 
 # -- the campaign --------------------------------------------------------------------------
@@ -259,16 +177,7 @@ class ProgressBar:
 
 def _print_report(say: _Printer, result: CampaignResult) -> None:
     say.heading(f"Campaign report (CampaignResult of {result.campaign_id!r})")
-    rows = [
-        ["sent", "failed", "suppressed", "skipped", "in doubt", "duration", "throughput",
-         "p50 ms", "p99 ms"],
-        [f"{result.sent:,}", f"{result.failed:,}", f"{result.suppressed:,}",
-         f"{result.skipped:,}", f"{result.in_doubt:,}", f"{result.duration:.2f} s",
-         f"{result.throughput:,.0f} msg/s", _ms(result.p50_latency), _ms(result.p99_latency)],
-    ]  # fmt: skip
-    say(*_table(rows, right=range(9)))
-    for failure in result.failures[:3]:
-        say(f"  {failure.status.value}: {failure.recipient}: {failure.error}")
+    say(*campaign_report(result))
 
 
 def _parse(server: LoopbackSMTPServer, key: str) -> MIMEMessage:
@@ -296,7 +205,7 @@ def _print_delivered(say: _Printer, server: LoopbackSMTPServer, new_keys: list[s
                 "yes" if one_click else "no",
             ]
         )
-    say(*_table(rows))
+    say(*table(rows))
 
 
 async def run_campaign(
@@ -328,9 +237,9 @@ async def run_campaign(
     # (rightly) send nothing.
     campaign_id = f"newsletter-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     say(
-        f"  recipients  {_shown(csv_path)} (generated, seed {SEED})",
+        f"  recipients  {shown(csv_path)} (generated, seed {SEED})",
         f"  templates   {source} (subject.txt, body.txt, body.html)",
-        f"  outbox      {_shown(outbox)} (SQLite), campaign_id={campaign_id!r}",
+        f"  outbox      {shown(outbox)} (SQLite), campaign_id={campaign_id!r}",
         f"  sending     {CAMPAIGN_CONCURRENCY} in flight, a pool of {CAMPAIGN_POOL_SIZE} SMTP "
         f"connections, signed List-Unsubscribe (one-click) per recipient",
         "",

@@ -26,6 +26,7 @@ import pytest
 
 from xcomm import UnsubscribeSigner
 from xcomm._cli import main
+from xcomm._console import ProgressBar, progress_line
 from xcomm._demo import DEFAULT_BURST, DEFAULT_SUBSCRIBERS, REPORT_CSV, UTF8_BODY, UTF8_SUBJECT
 from xcomm._demo_campaign import (
     BUILTIN_HTML,
@@ -35,9 +36,7 @@ from xcomm._demo_campaign import (
     SUBSCRIBERS_CSV,
     UNSUBSCRIBE_SECRET,
     UNSUBSCRIBE_URL,
-    ProgressBar,
     load_template,
-    progress_line,
 )
 from xcomm.bulk import CampaignResult, Progress
 from xcomm.outbox import OutboxStatus, SQLiteOutbox
