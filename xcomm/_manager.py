@@ -540,18 +540,26 @@ class CommManager:
         campaign_id: str,
         /,
         *,
-        max_concurrent: int = 32,
+        max_concurrent: int | None = None,
         per_domain_concurrency: int | None = None,
-        policy: str = "at-least-once",
+        policy: str | None = None,
         lease: float = 300.0,
         on_progress: ProgressCallback | None = None,
     ) -> CampaignResult:
         """Send what a campaign has left that is due (after a crash, or an interrupted run).
 
-        Uses the campaign's stored definition; raises `ConfigurationError` before sending
+        Uses the campaign's stored definition, including the concurrency and delivery policy
+        it was sent with unless given here; raises `ConfigurationError` before sending
         anything if the campaign is unknown or its provider cannot be rebuilt.
         """
-        scheduler = await self._scheduler(max_concurrent, per_domain_concurrency, policy, lease)
+        found = await (await self.outbox()).get_campaign(campaign_id)
+        stored = found.options if found is not None else {}
+        scheduler = await self._scheduler(
+            max_concurrent or int(stored.get("max_concurrent", 32)),
+            per_domain_concurrency or stored.get("per_domain_concurrency"),
+            policy or str(stored.get("policy", "at-least-once")),
+            lease,
+        )
         await scheduler.resolve(campaign_id)  # fail before any claim
         return await scheduler.run(
             campaign_id=campaign_id, until_idle=True, on_progress=on_progress

@@ -163,6 +163,10 @@ async def test_resume_sends_what_an_interrupted_run_left_with_the_password_from_
             await bulk.send_campaign(template=NEWS, recipients=people(60), campaign_id="cut")
             raise AssertionError("the campaign finished before it was interrupted")
         left = (await (await comm.outbox()).counts("cut"))[OutboxStatus.PENDING]
+        stored = await (await comm.outbox()).get_campaign("cut")
+    assert stored is not None and stored.provider["password_env"] == "TEST_SMTP_PASSWORD"
+    assert server.password not in repr(stored)  # the name of the secret, never the secret
+    assert stored.options["max_concurrent"] == 4 and stored.options["policy"] == "at-least-once"
     first_run = len(server.recorder.messages)
     assert 0 < first_run < 60 and left > 0
 

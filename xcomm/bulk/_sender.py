@@ -424,6 +424,7 @@ class BulkSender:
                     unsubscribe=unsubscribe,
                     name=template.name,
                     daily_cap=self._daily_cap,
+                    sending=self._options,
                 )
             )
 
@@ -491,9 +492,15 @@ def definition(
     unsubscribe: UnsubscribeSigner | None,
     name: str | None = None,
     daily_cap: int | None = None,
+    sending: Options | None = None,
 ) -> CampaignDefinition:
     """The persisted form of a campaign: what a worker needs to send its records."""
     options: dict[str, Any] = {}
+    if sending is not None:  # what `comm.resume_campaign` uses unless told otherwise
+        options["max_concurrent"] = sending.max_concurrent
+        options["policy"] = sending.policy.value
+        if sending.per_domain is not None:
+            options["per_domain_concurrency"] = sending.per_domain
     if daily_cap is not None:
         options["daily_cap"] = daily_cap
     if limit is not None:
