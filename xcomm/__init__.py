@@ -61,7 +61,14 @@ from xcomm._templates import (
 )
 from xcomm._version import __version__
 from xcomm._webhook import WebhookProvider
-from xcomm.bulk import BulkSender, CampaignFailed, CampaignResult, Outcome, Progress
+from xcomm.bulk import (
+    BulkSender,
+    CampaignFailed,
+    CampaignResult,
+    Outcome,
+    Progress,
+    Suppressions,
+)
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
 from xcomm.email._pool import PoolStatistics
@@ -118,6 +125,7 @@ __all__ = [
     "SMTPProvider",
     "SendResult",
     "ServiceUnavailable",
+    "Suppressions",
     "Template",
     "TemplateError",
     "Timeout",

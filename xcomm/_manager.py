@@ -42,7 +42,7 @@ from xcomm.outbox import OutboxStore
 if TYPE_CHECKING:
     from xcomm._models import Address
     from xcomm._webhook import WebhookProvider
-    from xcomm.bulk import BulkSender
+    from xcomm.bulk import BulkSender, Suppressions
     from xcomm.email._base import EmailProvider
     from xcomm.email._smtp import SMTPProvider
 
@@ -134,6 +134,7 @@ class CommManager:
         self._outbox_location = outbox
         self._outbox: OutboxStore | None = None
         self._outbox_lock: anyio.Lock | None = None
+        self._suppressions: Suppressions | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -206,6 +207,19 @@ class CommManager:
                 self._stack.push_async_callback(store.aclose)
                 self._outbox = store
         return self._outbox
+
+    @property
+    def suppressions(self) -> Suppressions:
+        """The outbox's suppression list: addresses no campaign sends to. See `docs/bulk.md`.
+
+        `await comm.suppressions.add("ada@example.org", reason="unsubscribed")`. Getting it
+        does no I/O; its methods open the outbox on first use (the manager must be open).
+        """
+        if self._suppressions is None:
+            from xcomm.bulk import Suppressions
+
+            self._suppressions = Suppressions(self.outbox)
+        return self._suppressions
 
     async def _close_providers(self) -> None:
         providers, self._providers = self._providers, []
