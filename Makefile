@@ -41,6 +41,7 @@ bench: $(STAMP) services
 	$(PY) -m benchmarks.bench_http
 	$(PY) -m benchmarks.bench_outbox
 	$(PY) -m benchmarks.bench_bulk
+	$(PY) -m benchmarks.bench_rate
 
 # Peak RSS streaming 100k and 1M recipients (about 2.5 min with --no-smtp, 5.5 min through smtp-sink).
 bench-memory: $(STAMP) services

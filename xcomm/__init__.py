@@ -68,6 +68,7 @@ from xcomm.bulk import (
     DripCampaign,
     Outcome,
     Progress,
+    Suppressions,
 )
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
@@ -126,6 +127,7 @@ __all__ = [
     "SMTPProvider",
     "SendResult",
     "ServiceUnavailable",
+    "Suppressions",
     "Template",
     "TemplateError",
     "Timeout",

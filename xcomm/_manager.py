@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from xcomm._models import Address
     from xcomm._templates import Template, UnsubscribeSigner
     from xcomm._webhook import WebhookProvider
-    from xcomm.bulk import BulkSender, CampaignResult
+    from xcomm.bulk import BulkSender, CampaignResult, Suppressions
     from xcomm.bulk._scheduler import DripCampaign, Scheduler
     from xcomm.bulk._sender import ProgressCallback
     from xcomm.email._base import EmailProvider
@@ -138,6 +138,7 @@ class CommManager:
         self._outbox_location = outbox
         self._outbox: OutboxStore | None = None
         self._outbox_lock: anyio.Lock | None = None
+        self._suppressions: Suppressions | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -210,6 +211,19 @@ class CommManager:
                 self._stack.push_async_callback(store.aclose)
                 self._outbox = store
         return self._outbox
+
+    @property
+    def suppressions(self) -> Suppressions:
+        """The outbox's suppression list: addresses no campaign sends to. See `docs/bulk.md`.
+
+        `await comm.suppressions.add("ada@example.org", reason="unsubscribed")`. Getting it
+        does no I/O; its methods open the outbox on first use (the manager must be open).
+        """
+        if self._suppressions is None:
+            from xcomm.bulk import Suppressions
+
+            self._suppressions = Suppressions(self.outbox)
+        return self._suppressions
 
     async def _close_providers(self) -> None:
         providers, self._providers = self._providers, []
@@ -492,6 +506,7 @@ class CommManager:
         """
         self._require_open("create a campaign")
         from xcomm.bulk._scheduler import DripCampaign, steps_of
+        from xcomm.bulk._sender import campaign_limit
         from xcomm.email._base import EmailProvider
 
         if not isinstance(provider, EmailProvider):
@@ -501,7 +516,7 @@ class CommManager:
             steps_of(steps),
             provider=provider,
             outbox=self.outbox,
-            rate_limit=RateLimit.coerce(rate_limit),
+            rate_limit=campaign_limit(rate_limit),
             unsubscribe=unsubscribe,
         )
 

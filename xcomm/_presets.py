@@ -6,9 +6,14 @@ in the project's reference notes). The numbers are starting points: accounts dif
 
 Bursts are deliberately small. A token bucket admits up to `burst + rate` in any one period,
 so a burst as large as the window would let twice the published limit through in the worst
-window; a burst of about a tenth of the window keeps that overshoot near 10%. A limit that
-is also counted per day (Gmail's 2,000 messages, SES's 200 in the sandbox) needs a second,
-daily bucket composed with this one.
+window; a burst of about a tenth of the window keeps that overshoot near 10%.
+
+A limit that is also counted per day (Gmail's 2,000 messages, Exchange Online's 10,000
+recipients, SES's 200 in the sandbox) is `daily_cap`, with its source in `daily_cap_note`. A
+token bucket cannot enforce it (a bucket holding a day's worth lets the whole day through at
+once): the bulk sender reserves each day's share in the outbox instead, and queues what does
+not fit for the next day (`create_bulk_sender(daily_cap="gmail")`). `RateLimiter.for_platform`
+ignores it.
 """
 
 from __future__ import annotations
@@ -24,14 +29,21 @@ class PlatformLimit(msgspec.Struct, frozen=True, kw_only=True):
     """One platform's published limit, the quota cost of its operations, and the source.
 
     Example:
-        `PRESETS["gmail"].limit.per_second` is 250.0 quota units a second, and
-        `PRESETS["gmail"].costs["messages.send"]` is 100.
+        `PRESETS["gmail"].limit.per_second` is 250.0 quota units a second,
+        `PRESETS["gmail"].costs["messages.send"]` is 100, and `PRESETS["gmail"].daily_cap`
+        is 2,000 messages a day.
+
+    `daily_cap` is messages a day (None: none published; for a campaign, one recipient per
+    message, a cap on recipients a day is the same number); `daily_cap_note` says where the
+    figure comes from and how the provider counts it (a rolling 24 hours, per account, ...).
     """
 
     name: str
     limit: RateLimit
     costs: dict[str, float] = msgspec.field(default_factory=dict)
     note: str = ""
+    daily_cap: int | None = None
+    daily_cap_note: str = ""
 
 
 GMAIL_COSTS: dict[str, float] = {
@@ -71,13 +83,24 @@ def _preset(
     burst: float,
     note: str,
     costs: dict[str, float] | None = None,
+    *,
+    daily_cap: int | None = None,
+    daily_cap_note: str = "",
 ) -> PlatformLimit:
     return PlatformLimit(
         name=name,
         limit=RateLimit(rate=rate, per=per, burst=burst),
         costs=dict(costs or {}),
         note=note,
+        daily_cap=daily_cap,
+        daily_cap_note=daily_cap_note,
     )
+
+
+_EXCHANGE_DAILY = (
+    "Exchange Online: 10,000 recipients per day per mailbox (a rolling 24 hours), so 10,000 "
+    "one-recipient messages; more is refused until the window moves (Exchange Online limits)."
+)
 
 
 def _slack_tier(tier: int, per_minute: int, burst: int) -> PlatformLimit:
@@ -106,6 +129,41 @@ PRESETS: dict[str, PlatformLimit] = {
             "average'. Workspace sending is also capped at 2,000 messages/day "
             "(developers.google.com/gmail/api/reference/quota).",
             GMAIL_COSTS,
+            daily_cap=2_000,
+            daily_cap_note=(
+                "Google Workspace: 2,000 messages per day per user (500 on trial accounts: "
+                "use gmail_trial), 10,000 recipients per day in all, over a rolling 24 hours; "
+                "going over locks sending for up to 24 hours (support.google.com/a/answer/166852)."
+            ),
+        ),
+        _preset(
+            "gmail_trial",
+            15_000,
+            60.0,
+            1_500,
+            "Gmail API on a Google Workspace trial account: the 'gmail' quota and costs, with "
+            "the trial's daily cap.",
+            GMAIL_COSTS,
+            daily_cap=500,
+            daily_cap_note=(
+                "Google Workspace trial accounts: 500 messages per day per user, over a rolling "
+                "24 hours (support.google.com/a/answer/166852)."
+            ),
+        ),
+        _preset(
+            "gmail_consumer",
+            15_000,
+            60.0,
+            1_500,
+            "Gmail API for a personal @gmail.com account: the same per-user quota and costs "
+            "as 'gmail'.",
+            GMAIL_COSTS,
+            daily_cap=500,
+            daily_cap_note=(
+                "Personal Gmail: about 500 messages per day (100 recipients per message over "
+                "SMTP). Google publishes no official figure for consumer accounts; this one is "
+                "from third-party pages and UNVERIFIED: treat it as an estimate."
+            ),
         ),
         _preset(
             "graph",
@@ -115,6 +173,8 @@ PRESETS: dict[str, PlatformLimit] = {
             "Microsoft Graph (Outlook): 10,000 requests per 10 minutes per app per mailbox; "
             "also at most 4 concurrent requests per mailbox (a concurrency cap, not a rate); "
             "429 with Retry-After (learn.microsoft.com Graph throttling).",
+            daily_cap=10_000,
+            daily_cap_note=f"Sending from an Outlook mailbox through Graph. {_EXCHANGE_DAILY}",
         ),
         _preset(
             "exchange",
@@ -123,6 +183,8 @@ PRESETS: dict[str, PlatformLimit] = {
             3,
             "Exchange Online sending: 30 messages per minute, 10,000 recipients per day, 500 "
             "recipients per message (Exchange Online limits).",
+            daily_cap=10_000,
+            daily_cap_note=_EXCHANGE_DAILY,
         ),
         _preset(
             "twilio",
@@ -174,6 +236,13 @@ PRESETS: dict[str, PlatformLimit] = {
             "only. In production the rate is per account: read MaxSendRate from "
             "GetSendQuota and use RateLimit(rate=MaxSendRate). Throttling is SMTP 454 or "
             "'Maximum sending rate exceeded', with no rate-limit headers (AWS SES quotas).",
+            daily_cap=200,
+            daily_cap_note=(
+                "AWS SES sandbox: 200 messages per 24 hours (a rolling window). In production "
+                "the quota is per account and region: read Max24HourSend (and SentLast24Hours "
+                "for what is left) from GetSendQuota; AWS publishes no fixed figure "
+                "(AWS SES quotas)."
+            ),
         ),
         _preset(
             "sns",

@@ -267,3 +267,35 @@ async def test_a_bad_daily_cap_is_refused(
     async with CommManager(outbox=outbox) as comm:
         with pytest.raises(ConfigurationError, match=r"daily cap|daily_cap"):
             comm.create_bulk_sender(comm.smtp(server.host, server.port), daily_cap=cap)  # type: ignore[arg-type]
+
+
+async def test_an_address_suppressed_after_it_was_queued_is_not_sent_by_a_rerun(
+    smtpd: Callable[[str], SMTPServer], outbox: str
+) -> None:
+    server = smtpd("plain")
+    async with CommManager(outbox=outbox, retry=FAST) as comm:
+        bulk = comm.create_bulk_sender(comm.smtp(server.host, server.port, sender="n@example.com"))
+        await bulk.send_campaign(
+            template=NEWS, recipients=people(3), campaign_id="q", schedule_time=time.time() + 0.1
+        )
+        await anyio.sleep(0.15)
+        await comm.suppressions.add("user1@example.org", reason="unsubscribed")
+        rerun = await bulk.send_campaign(template=NEWS, recipients=people(3), campaign_id="q")
+        counts = await (await comm.outbox()).counts("q")
+    assert (rerun.sent, rerun.suppressed) == (2, 1)
+    assert counts[OutboxStatus.SUPPRESSED] == 1 and counts[OutboxStatus.SENT] == 2
+    assert "News for User 1" not in subjects(server)
+
+
+async def test_a_per_minute_rate_is_spread_evenly_not_sent_as_one_burst(
+    smtpd: Callable[[str], SMTPServer], outbox: str
+) -> None:
+    server = smtpd("plain")
+    async with CommManager(outbox=outbox) as comm:
+        bulk = comm.create_bulk_sender(
+            comm.smtp(server.host, server.port, sender="n@example.com"), rate_limit=600
+        )
+        result = await bulk.send_campaign(template=NEWS, recipients=people(15))
+    # 600/min is 10/s with a burst of one second's worth: 15 messages need about 0.5 s more
+    # than a burst of the whole minute (600) would (which would send all at once).
+    assert result.sent == 15 and result.duration >= 0.4

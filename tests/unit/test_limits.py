@@ -510,3 +510,22 @@ async def test_global_registry_bookkeeping() -> None:
     assert limiters.can_proceed("twitter")
     assert limiters.remove("twitter") is twitter
     assert limiters.get("twitter") is None and limiters.remove("twitter") is None
+
+
+def test_presets_carry_the_published_daily_caps() -> None:
+    caps = {name: preset.daily_cap for name, preset in PRESETS.items() if preset.daily_cap}
+    assert caps == {
+        "gmail": 2_000,
+        "gmail_trial": 500,
+        "gmail_consumer": 500,
+        "graph": 10_000,
+        "exchange": 10_000,
+        "ses": 200,
+    }
+    for name in caps:
+        assert PRESETS[name].daily_cap_note, f"{name}: a daily cap needs its source"
+    assert "UNVERIFIED" in PRESETS["gmail_consumer"].daily_cap_note
+    assert "GetSendQuota" in PRESETS["ses"].daily_cap_note
+    assert PRESETS["smtp"].daily_cap is None  # no common figure for SMTP servers
+    # The per-minute limit stays what it was; for_platform builds the same bucket.
+    assert RateLimiter.for_platform("gmail_consumer").costs == PRESETS["gmail"].costs

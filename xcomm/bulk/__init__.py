@@ -1,9 +1,11 @@
-"""Bulk sending: campaigns through a bounded worker pool on the durable outbox."""
+"""Bulk sending: campaigns through a bounded worker pool on the durable outbox, and the
+suppression list they respect."""
 
 from xcomm.bulk._recipients import Recipient, RecipientsSource
 from xcomm.bulk._result import CampaignFailed, CampaignResult, Outcome, Progress
 from xcomm.bulk._scheduler import DripCampaign
 from xcomm.bulk._sender import BulkSender
+from xcomm.bulk._suppressions import Suppressions
 
 __all__ = [
     "BulkSender",
@@ -14,4 +16,5 @@ __all__ = [
     "Progress",
     "Recipient",
     "RecipientsSource",
+    "Suppressions",
 ]

@@ -361,7 +361,7 @@ class BulkSender:
             lease=lease,
             batch_size=batch_size,
         )
-        self._limit = RateLimit.coerce(rate_limit)
+        self._limit = campaign_limit(rate_limit)
         self._bucket = TokenBucket.from_limit(self._limit, clock=clock) if self._limit else None
         self._provider = provider
         self._outbox = outbox
@@ -454,6 +454,18 @@ class BulkSender:
             )
 
 
+def campaign_limit(value: RateLimit | float | None) -> RateLimit | None:
+    """A campaign's rate: a number is messages per minute, spread evenly.
+
+    Without an explicit burst a bucket would hold a whole minute, and a campaign would send
+    its first minute's worth at full speed; one second's worth keeps the pace steady.
+    """
+    limit = RateLimit.coerce(value)
+    if limit is None or limit.burst is not None:
+        return limit
+    return RateLimit(rate=limit.rate, per=limit.per, burst=max(1.0, limit.per_second))
+
+
 def quota_key(provider: EmailProvider) -> str:
     """The account a daily cap counts against: kind, user, host and port of the provider."""
     spec = provider.spec()
@@ -469,9 +481,9 @@ def daily_cap_of(value: int | str | None) -> int | None:
         from xcomm._presets import PRESETS
 
         preset = PRESETS.get(value)
-        cap = getattr(preset, "daily_cap", None)
+        cap = preset.daily_cap if preset is not None else None
         if cap is None:
-            known = sorted(n for n, p in PRESETS.items() if getattr(p, "daily_cap", None))
+            known = sorted(name for name, p in PRESETS.items() if p.daily_cap)
             raise ConfigurationError(
                 f"no preset {value!r} with a daily cap; presets with one: {', '.join(known)}"
             )
@@ -585,6 +597,7 @@ class _Run:
         self.retry_pass = False
         self.fatal: CommunicationError | None = None
         self.interrupted: list[OutboxRecord] = []
+        self.counted_suppressed: set[str] = set()
 
     async def main(
         self,
@@ -683,6 +696,7 @@ class _Run:
                     if record.recipient.lower() in suppressed:
                         records[key] = _replace(record, status=OutboxStatus.SUPPRESSED)
                         self.tally.suppressed += 1
+                        self.counted_suppressed.add(key)  # a pending record of an earlier run
             pending = [r for r in records.values() if r.status is OutboxStatus.PENDING]
             if settled := [r for r in records.values() if r.status is not OutboxStatus.PENDING]:
                 await self.store.add(settled)
@@ -728,7 +742,7 @@ class _Run:
                 return
             if self.draining:
                 self.tally.total += len(claimed)
-                claimed = await self._unless_suppressed(claimed)
+            claimed = await self._unless_suppressed(claimed)
             yield await self._within_caps(claimed)
 
     async def _within_caps(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
@@ -774,7 +788,8 @@ class _Run:
         keep = []
         for record in claimed:
             if record.recipient.lower() in suppressed:
-                self.tally.suppressed += 1
+                if record.key not in self.counted_suppressed:  # not already by _fresh
+                    self.tally.suppressed += 1
                 await self.completions.add(
                     Completion(key=record.key, status=OutboxStatus.SUPPRESSED)
                 )
