@@ -10,6 +10,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from xcomm._errors import ValidationError
@@ -549,3 +550,59 @@ async def test_send_message_one_liner(provider: RecordingProvider) -> None:
     assert timeout == 3 and result.provider == "recording"
     assert (message.subject, message.text, message.html) == ("Hi", "Hello", "<p>Hello</p>")
     assert [a.email for a in message.to] == ["a@example.com", "b@example.com"]
+
+
+# -- campaign drafts ---------------------------------------------------------------------------
+
+
+def test_campaign_draft_is_the_fluent_draft(provider: RecordingProvider) -> None:
+    fluent = (
+        provider.compose()
+        .to("ada@example.com")
+        .subject("Hi Ada")
+        .body("Hello Ada\n")
+        .html_body("<p>Hello Ada</p>\n")
+        .list_unsubscribe(url="https://example.com/u?token=abc")
+        .message_id("<0123abcd@example.com>")
+        .build()
+    )
+    fast = _compose.campaign_draft(
+        provider,
+        "ada@example.com",
+        subject="Hi Ada",
+        text="Hello Ada\n",
+        html="<p>Hello Ada</p>\n",
+        unsubscribe_url="https://example.com/u?token=abc",
+        message_id="<0123abcd@example.com>",
+    ).build()
+    assert fast == msgspec.structs.replace(fluent, date=fast.date)
+
+
+def test_campaign_draft_leaves_out_what_is_not_given(provider: RecordingProvider) -> None:
+    message = _compose.campaign_draft(provider, "bob@example.com", subject="Hi").build()
+    assert message.to == (Address(email="bob@example.com"),)
+    assert (message.text, message.html, message.headers) == (None, None, ())
+    assert message.message_id is not None and message.message_id.endswith("@example.com>")
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"subject": "Hi\r\nBcc: evil@example.com"}, "control character"),
+        ({"subject": "Hi", "message_id": "not a message id"}, "invalid Message-ID"),
+        ({"subject": "Hi", "unsubscribe_url": "http://example.com/u"}, "https"),
+    ],
+)
+def test_campaign_draft_checks_what_it_did_not_check_before(
+    provider: RecordingProvider, fields: dict[str, str], match: str
+) -> None:
+    with pytest.raises(ValidationError, match=match):
+        _compose.campaign_draft(provider, "ada@example.com", **fields)
+
+
+async def test_campaign_draft_sends(provider: RecordingProvider) -> None:
+    draft = _compose.campaign_draft(provider, "ada@example.com", subject="Hi", text="Hello")
+    result = await draft.send()
+    assert result.accepted == ("ada@example.com",)
+    [(message, _)] = provider.sent
+    assert (message.subject, message.text) == ("Hi", "Hello")

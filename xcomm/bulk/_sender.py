@@ -41,6 +41,7 @@ from xcomm._validation import parse_address
 from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batches
 from xcomm.bulk._result import CampaignResult, Outcome, Progress, Tally
 from xcomm.email._base import EmailProvider
+from xcomm.email._compose import campaign_draft
 from xcomm.outbox import (
     Completion,
     DeliveryPolicy,
@@ -445,18 +446,21 @@ class _Run:
             content = self.compiled.render(
                 record.variables, recipient=record.recipient, campaign_id=self.campaign_id
             )
-            draft = self.sender._provider.compose().to(record.recipient).subject(content.subject)
-            if content.text is not None:
-                draft.body(content.text)
-            if content.html is not None:
-                draft.html_body(content.html)
-            if content.list_unsubscribe_url:
-                draft.list_unsubscribe(url=content.list_unsubscribe_url)
+            message_id = None
             if self.msgid_domain:
                 # Stable across attempts and resumes, so receivers can spot a duplicate.
                 digest = hashlib.sha256(record.key.encode()).hexdigest()[:32]
-                draft.message_id(f"<{digest}@{self.msgid_domain}>")
-            result = await draft.send()
+                message_id = f"<{digest}@{self.msgid_domain}>"
+            # record.recipient was validated once, by _record(); the draft does not parse it again.
+            result = await campaign_draft(
+                self.sender._provider,
+                record.recipient,
+                subject=content.subject,
+                text=content.text,
+                html=content.html,
+                unsubscribe_url=content.list_unsubscribe_url,
+                message_id=message_id,
+            ).send()
         except DeliveryUnknown as exc:
             return Completion(key=record.key, status=OutboxStatus.IN_DOUBT, error=str(exc))
         except RecipientRejected as exc:

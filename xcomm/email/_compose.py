@@ -29,7 +29,7 @@ from xcomm.email._mime import new_message_id
 if TYPE_CHECKING:
     from xcomm.email._base import EmailProvider
 
-__all__ = ["AddressLike", "EmailDraft"]
+__all__ = ["AddressLike", "EmailDraft", "campaign_draft"]
 
 #: What the address setters accept: an `Address`, or text such as `"Ada <ada@example.com>"`.
 AddressLike = str | Address
@@ -430,6 +430,47 @@ class EmailDraft:
             message = msgspec.structs.replace(message, attachments=attachments)
             self._check_size(message)
         return await self._provider.send(message, timeout=timeout)
+
+
+def campaign_draft(
+    provider: EmailProvider,
+    recipient: str,
+    /,
+    *,
+    subject: str,
+    text: str | None = None,
+    html: str | None = None,
+    unsubscribe_url: str | None = None,
+    message_id: str | None = None,
+) -> EmailDraft:
+    """A draft of one personalised campaign message, for bulk senders.
+
+    The same draft as `provider.compose().to(recipient).subject(subject).body(text)...`, less
+    the second parse of an address that was checked when the campaign recorded it: `recipient`
+    must be the bare address (`Address.email`) that `parse_address()` returned. Everything
+    else goes through the setters' checks.
+
+    Args:
+        provider: the provider that sends the draft.
+        recipient: the To address, already validated.
+        subject: the rendered subject.
+        text: the plain-text body, if any.
+        html: the HTML body, if any.
+        unsubscribe_url: a one-click (https) unsubscribe URL for List-Unsubscribe, if any.
+        message_id: a Message-ID that stays the same across attempts, if any.
+    """
+    draft = provider.compose()
+    draft._to.append(Address(email=recipient))
+    draft.subject(subject)
+    if text is not None:
+        draft.body(text)
+    if html is not None:
+        draft.html_body(html)
+    if unsubscribe_url:
+        draft.list_unsubscribe(url=unsubscribe_url)
+    if message_id is not None:
+        draft.message_id(message_id)
+    return draft
 
 
 def _is_path(file: object) -> bool:
