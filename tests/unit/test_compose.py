@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -294,6 +294,15 @@ def test_list_unsubscribe_rejects(draft: EmailDraft, kwargs: dict[str, str], mat
 
 
 # -- Message-ID and Date ---------------------------------------------------------------------
+
+
+def test_build_dates_the_message_now_in_utc_to_the_second(provider: RecordingProvider) -> None:
+    for _ in range(3):  # drafts built in the same second share the date
+        before = datetime.now(UTC).replace(microsecond=0)
+        date = provider.compose().to("a@example.com").build().date
+        after = datetime.now(UTC)
+        assert date is not None and date.tzinfo is UTC and date.microsecond == 0
+        assert before <= date <= after
 
 
 def test_build_sets_message_id_and_date_once(draft: EmailDraft) -> None:

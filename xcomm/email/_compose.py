@@ -6,6 +6,7 @@ import mimetypes
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -382,7 +383,7 @@ class EmailDraft:
         if self._message_id is None:
             self._message_id = new_message_id(sender.domain)
         if self._date is None:
-            self._date = datetime.now(UTC).replace(microsecond=0)
+            self._date = _now()
         message = EmailMessage(
             sender=sender,
             to=tuple(self._to),
@@ -423,7 +424,7 @@ class EmailDraft:
             ValidationError: the draft is invalid or an attached file cannot be read.
         """
         message = self.build()
-        if any(a.content is None for a in message.attachments):
+        if message.attachments and any(a.content is None for a in message.attachments):
             attachments = await anyio.to_thread.run_sync(
                 _read_files, message.attachments, self._provider.max_message_size
             )
@@ -471,6 +472,18 @@ def campaign_draft(
     if message_id is not None:
         draft.message_id(message_id)
     return draft
+
+
+_clock: list[tuple[int, datetime]] = [(0, datetime.fromtimestamp(0, UTC))]
+
+
+def _now() -> datetime:
+    """The current UTC time to the second; one datetime per second, shared by its messages."""
+    second = int(time.time())
+    cached = _clock[0]
+    if cached[0] != second:
+        cached = _clock[0] = (second, datetime.fromtimestamp(second, UTC))
+    return cached[1]
 
 
 def _is_path(file: object) -> bool:
