@@ -410,12 +410,11 @@ class _Run:
             yield claimed
 
     def _record(self, recipient: Recipient) -> OutboxRecord:
-        key = record_key(self.campaign_id, recipient.address)
         try:
             address = parse_address(recipient.address).email
         except CommunicationError as exc:
             return OutboxRecord(
-                key=key,
+                key=record_key(self.campaign_id, recipient.address),
                 campaign_id=self.campaign_id,
                 recipient=recipient.address,
                 status=OutboxStatus.FAILED,
@@ -438,7 +437,9 @@ class _Run:
             await self._progress()
 
     async def _send(self, record: OutboxRecord) -> Completion:
-        lease = await self.domains(record.recipient.rpartition("@")[2].lower())
+        lease = None
+        if self.sender._per_domain is not None:
+            lease = await self.domains(record.recipient.rpartition("@")[2].lower())
         started = time.perf_counter()
         try:
             if self.sender._bucket is not None:
@@ -475,7 +476,8 @@ class _Run:
         except CommunicationError as exc:  # validation, template, configuration of one message
             return self._failure(record, exc, transient=False)
         finally:
-            lease.release()
+            if lease is not None:
+                lease.release()
         self.tally.latencies.append(time.perf_counter() - started)
         return Completion(key=record.key, status=OutboxStatus.SENT, message_id=result.message_id)
 
