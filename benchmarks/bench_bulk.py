@@ -9,7 +9,9 @@ One run, one Postfix `smtp-sink` on loopback, every contender side by side:
   rendered, 1.5 KB of MIME on the wire), recipients streamed from a generator of mappings, every
   message recorded in a fresh SQLite outbox in a temporary directory. Each combination of
   `--pool-sizes` and `--max-concurrent` runs once (the sweep); the best then runs `--repeats`
-  times, and once more per round with `outbox="memory://"` to show what SQLite costs;
+  times, and once more per round with `outbox="memory://"` to show what SQLite costs. With
+  uvloop installed (`pip install uvloop`), xcomm runs on uvloop and each round also runs the
+  best configuration on asyncio's default loop (`--loop` chooses);
 - `nodemailer`: Node's most used mailer, pooled transport (`maxConnections: 32`,
   `maxMessages: Infinity`), composing every message with the same personalised subject, text
   and HTML, 64 `sendMail` calls in flight. Installed once with npm into `.cache/node-bench/`;
@@ -24,6 +26,7 @@ accepted: `CampaignResult.sent`, nodemailer's `accepted` and the sink's own coun
     python -m benchmarks.bench_bulk                     # 20,000 recipients (under 2 minutes)
     python -m benchmarks.bench_bulk --quick             # 2,000
     python -m benchmarks.bench_bulk --recipients 50000
+    python -m benchmarks.bench_bulk --loop asyncio      # asyncio's default loop only
 
 Output: one JSON line per result, then a table and the issue's two bars (xcomm >= 0.5x
 smtp-source and >= 3x nodemailer, outbox on).
@@ -195,30 +198,49 @@ async def xcomm_campaign(
     return elapsed, result.sent, result.failed + result.in_doubt
 
 
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for `loop` ("asyncio": the default loop, "uvloop")."""
+    if loop == "asyncio":
+        return None
+    import uvloop  # only asked for when installed
+
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 class XcommRunner:
     """Runs campaigns of one configuration, each on a fresh outbox in `workdir`."""
 
     def __init__(
-        self, port: int, workdir: Path, *, pool_size: int, max_concurrent: int, sqlite: bool
+        self,
+        port: int,
+        workdir: Path,
+        *,
+        pool_size: int,
+        max_concurrent: int,
+        sqlite: bool,
+        loop: str = "asyncio",
     ) -> None:
         self.port, self.workdir, self.sqlite = port, workdir, sqlite
         self.pool_size, self.max_concurrent = pool_size, max_concurrent
+        self.loop = loop
         self.runs = 0
 
     def __call__(self, count: int) -> tuple[float, int]:
         self.runs += 1
-        tag = f"p{self.pool_size}c{self.max_concurrent}{'s' if self.sqlite else 'm'}{self.runs}"
+        kind = "s" if self.sqlite else "m"
+        tag = f"p{self.pool_size}c{self.max_concurrent}{kind}{self.loop[0]}{self.runs}"
         outbox = str(self.workdir / f"{tag}.sqlite3") if self.sqlite else "memory://"
-        elapsed, sent, _failed = asyncio.run(
-            xcomm_campaign(
-                self.port,
-                count,
-                pool_size=self.pool_size,
-                max_concurrent=self.max_concurrent,
-                outbox=outbox,
-                tag=tag,
-            )
+        campaign = xcomm_campaign(
+            self.port,
+            count,
+            pool_size=self.pool_size,
+            max_concurrent=self.max_concurrent,
+            outbox=outbox,
+            tag=tag,
         )
+        with asyncio.Runner(loop_factory=loop_factory(self.loop)) as runner:
+            elapsed, sent, _failed = runner.run(campaign)
         if self.sqlite:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{outbox}{suffix}").unlink(missing_ok=True)
@@ -330,6 +352,7 @@ def report(
     best: Result,
     nodemailer: Result | None,
     skipped: dict[str, str],
+    default_loop: Result | None = None,
 ) -> None:
     """One JSON line per result, then a table and the bars."""
     common = metadata("bulk")
@@ -374,13 +397,20 @@ def report(
     )
     print_table(rows, note_last=True)
     print()
-    ratio = best.rate / reference.rate
-    verdict = "met" if ratio >= 0.5 else "NOT met"
-    print(f"bar: xcomm (outbox on) >= 0.5x smtp-source: {ratio:.2f}x, {verdict}")
-    if nodemailer is not None:
-        ratio = best.rate / nodemailer.rate
-        verdict = "met" if ratio >= 3.0 else "NOT met"
-        print(f"bar: xcomm (outbox on) >= 3x nodemailer (composing): {ratio:.2f}x, {verdict}")
+    loop = best.settings.get("loop", "asyncio")
+    for xcomm, on in ((best, loop), (default_loop, "asyncio")):
+        if xcomm is None:
+            continue
+        ratio = xcomm.rate / reference.rate
+        verdict = "met" if ratio >= 0.5 else "NOT met"
+        print(f"bar: xcomm (outbox on, {on}) >= 0.5x smtp-source: {ratio:.2f}x, {verdict}")
+        if nodemailer is not None:
+            ratio = xcomm.rate / nodemailer.rate
+            verdict = "met" if ratio >= 3.0 else "NOT met"
+            print(
+                f"bar: xcomm (outbox on, {on}) >= 3x nodemailer (composing): {ratio:.2f}x, "
+                f"{verdict}"
+            )
     for name, why in skipped.items():
         print(f"skipped: {name}: {why}")
 
@@ -414,7 +444,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="bulk sender max_concurrent values to sweep",
     )
     parser.add_argument("--no-node", action="store_true", help="skip nodemailer")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="xcomm's event loop; auto: uvloop when installed, and asyncio's default loop "
+        "side by side (default: auto)",
+    )
     args = parser.parse_args(argv)
+    if args.loop == "auto":
+        args.loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    elif args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop: uvloop is not installed (pip install uvloop)")
     if args.quick:
         args.recipients = QUICK_RECIPIENTS
     if args.recipients < 1 or args.repeats < 1:
@@ -441,11 +482,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     with SmtpSink() as sink, tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
         workdir = Path(tmp)
         port = sink.port
-        print(f"smtp-sink on {HOST}:{port}; {n:,} recipients per run", file=sys.stderr)
+        print(
+            f"smtp-sink on {HOST}:{port}; {n:,} recipients per run; xcomm on {args.loop}",
+            file=sys.stderr,
+        )
 
-        def xcomm(pool_size: int, max_concurrent: int, *, sqlite: bool) -> XcommRunner:
+        def xcomm(
+            pool_size: int, max_concurrent: int, *, sqlite: bool, loop: str = args.loop
+        ) -> XcommRunner:
             return XcommRunner(
-                port, workdir, pool_size=pool_size, max_concurrent=max_concurrent, sqlite=sqlite
+                port,
+                workdir,
+                pool_size=pool_size,
+                max_concurrent=max_concurrent,
+                sqlite=sqlite,
+                loop=loop,
             )
 
         def source(count: int) -> tuple[float, int]:
@@ -471,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "max_concurrent": max_concurrent,
                         "outbox": "sqlite",
                         "track_delivery": True,
+                        "loop": args.loop,
                     },
                 )
                 runner = xcomm(pool_size, max_concurrent, sqlite=True)
@@ -488,14 +540,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings={"sessions": SMTP_SOURCE_SESSIONS, "length": 1024},
             tags=["physical limit"],
         )
+        on = f", {args.loop}" if args.loop != "asyncio" else ""
         best = Result(
-            f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, SQLite outbox",
+            f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, SQLite outbox{on}",
             n,
             settings={**chosen.settings},
             tags=["best", "outbox on"],
         )
         memory = Result(
-            f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, memory:// outbox",
+            f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, memory:// outbox{on}",
             n,
             settings={**chosen.settings, "outbox": "memory"},
             tags=["no SQLite"],
@@ -505,6 +558,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             (best, xcomm(pool_size, max_concurrent, sqlite=True)),
             (memory, xcomm(pool_size, max_concurrent, sqlite=False)),
         ]
+        default_loop: list[Result] = []  # the same on asyncio's loop, when xcomm ran on uvloop
+        if args.loop != "asyncio":
+            for sqlite, outbox in ((True, "SQLite"), (False, "memory://")):
+                result = Result(
+                    f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, "
+                    f"{outbox} outbox, asyncio loop",
+                    n,
+                    settings={
+                        **chosen.settings,
+                        "outbox": "sqlite" if sqlite else "memory",
+                        "loop": "asyncio",
+                    },
+                    tags=["default loop"],
+                )
+                default_loop.append(result)
+                contenders.append(
+                    (result, xcomm(pool_size, max_concurrent, sqlite=sqlite, loop="asyncio"))
+                )
         nodemailer: Result | None = None
         node_runner: NodemailerRunner | None = None
         if args.no_node:
@@ -538,11 +609,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for result, run in contenders:
                 run_once(result, sink, run)
 
-    results = [reference, best, memory]
+    results = [reference, best, memory, *default_loop]
     if nodemailer is not None:
         results.append(nodemailer)
     results += [r for r, _ in sweep]
-    report(results, reference=reference, best=best, nodemailer=nodemailer, skipped=skipped)
+    report(
+        results,
+        reference=reference,
+        best=best,
+        nodemailer=nodemailer,
+        skipped=skipped,
+        default_loop=default_loop[0] if default_loop else None,
+    )
     return 0 if all(r.verified for r in results) else 1
 
 

@@ -4,7 +4,9 @@
 compiles every part once, in a `jinja2.sandbox.ImmutableSandboxedEnvironment` with
 `StrictUndefined` (a missing variable fails that recipient, never renders a blank), HTML
 autoescaped and subject/text not. `CompiledTemplate.render()` is pure and does no compiling, so
-a campaign can call it for millions of recipients.
+a campaign can call it for millions of recipients: it builds the recipient's variables into one
+dict and runs each part's compiled code on it (what `jinja2.Template.render()` does three times
+over, copying Jinja's globals each time).
 
 Seed-style `{name}` placeholders keep working: a part without any Jinja markup (`{{`, `{%`,
 `{#`) has its `{identifier}` / `{dotted.identifier}` placeholders turned into `{{ ... }}`; every
@@ -209,7 +211,7 @@ class CompiledTemplate:
         variables: the names the template reads from the personalization data.
     """
 
-    __slots__ = ("_html", "_subject", "_text", "template", "unsubscribe", "variables")
+    __slots__ = ("_globals", "_html", "_subject", "_text", "template", "unsubscribe", "variables")
 
     def __init__(self, template: Template, *, unsubscribe: UnsubscribeSigner | None = None) -> None:
         plain, escaped = _environments()
@@ -223,6 +225,12 @@ class CompiledTemplate:
         )
         if unsubscribe is not None:
             found.discard("unsubscribe_url")
+        # Jinja's globals (range, dict, lipsum, ...), flattened once from their ChainMap; the
+        # recipient's variables go on top of them, as in `jinja2.Template.render()`.
+        self._globals: dict[str, Any] = {}
+        for part in (self._subject, self._text, self._html):
+            if part is not None:
+                self._globals.update(part.globals)
         self.template = template
         self.unsubscribe = unsubscribe
         self.variables = frozenset(found)
@@ -249,12 +257,13 @@ class CompiledTemplate:
             TemplateError: a variable is missing, the sandbox blocked an access, the template
                 failed, or the rendered subject contains a line break or NUL.
         """
-        extra: dict[str, object] = {}
+        # One context dict for the three parts: each part gets its own jinja2 Context over it
+        # (so a `{% set %}` in one part stays there), none of them writes to it.
+        context = {**self._globals, **variables}
         url = None
         if self.unsubscribe is not None and recipient is not None and campaign_id is not None:
-            url = self.unsubscribe.url_for(campaign_id, recipient)
-            extra["unsubscribe_url"] = url
-        subject = _render(self._subject, "subject", variables, extra, recipient).strip()
+            url = context["unsubscribe_url"] = self.unsubscribe.url_for(campaign_id, recipient)
+        subject = _render(self._subject, "subject", context, self._globals, recipient).strip()
         if _SUBJECT_BREAK.search(subject):
             raise TemplateError(
                 "the rendered subject contains a line break or NUL; a subject must be one line: "
@@ -262,12 +271,11 @@ class CompiledTemplate:
                 part="subject",
                 recipient=recipient,
             )
-        text = (
-            None if self._text is None else _render(self._text, "text", variables, extra, recipient)
-        )
-        html = (
-            None if self._html is None else _render(self._html, "html", variables, extra, recipient)
-        )
+        text = html = None
+        if self._text is not None:
+            text = _render(self._text, "text", context, self._globals, recipient)
+        if self._html is not None:
+            html = _render(self._html, "html", context, self._globals, recipient)
         return RenderedContent(subject=subject, text=text, html=html, list_unsubscribe_url=url)
 
 
@@ -419,12 +427,22 @@ def _compile(
 def _render(
     compiled: jinja2.Template,
     part: Part,
-    variables: Mapping[str, object],
-    extra: dict[str, object],
+    context: dict[str, Any],
+    globals_: dict[str, Any],
     recipient: str | None,
 ) -> str:
+    """`compiled.render(context)` without copying `context` and the globals into a new dict.
+
+    `context` already holds the globals under the variables; the sandbox, autoescaping and
+    `StrictUndefined` live in the compiled code and its environment, so they apply unchanged.
+    """
+    env = compiled.environment
     try:
-        return compiled.render(variables, **extra)
+        ctx = env.context_class(env, context, compiled.name, compiled.blocks, globals=globals_)
+        try:
+            return env.concat(compiled.root_render_func(ctx))
+        except Exception:
+            env.handle_exception()  # re-raises with the traceback pointing at template lines
     except SecurityError as exc:
         message = f"the {part} template tried something the sandbox forbids: {exc}"
         raise TemplateError(message, part=part, recipient=recipient) from exc

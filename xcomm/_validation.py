@@ -51,6 +51,8 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII without ':' and space
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _ATOM_ASCII = re.compile(f"[{_ATEXT}]+")
+_DOT_ATOM_ASCII = re.compile(f"[{_ATEXT}]+(?:\\.[{_ATEXT}]+)*")
+_SPACE = re.compile(r"\s")  # exactly what str.isspace() matches
 _PHRASE_ASCII = re.compile(f"[{_ATEXT} ]+")
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _NAME_SPECIALS = frozenset('()<>[]:;@\\,"')
@@ -274,13 +276,14 @@ def _check_addr_spec(spec: str, text: str) -> str:
     else:
         if "," in spec:
             raise bad("one address per item; pass several as separate arguments or a list")
-        if any(c.isspace() for c in spec):
+        if _SPACE.search(spec):
             raise bad("spaces are not allowed")
         if ".." in local or local.startswith(".") or local.endswith("."):
             raise bad("the local part has an empty dot-separated part ('..' or a dot at an end)")
-        for atom in local.split("."):
-            if not _is_atom(atom):
-                raise bad("the local part contains a character that must be quoted")
+        if not (local.isascii() and _DOT_ATOM_ASCII.fullmatch(local)) and not all(
+            map(_is_atom, local.split("."))
+        ):
+            raise bad("the local part contains a character that must be quoted")
     if len(local.encode("utf-8")) > MAX_LOCAL_LENGTH:
         raise bad(f"the local part is longer than {MAX_LOCAL_LENGTH} octets")
     try:

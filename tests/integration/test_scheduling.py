@@ -299,3 +299,20 @@ async def test_a_per_minute_rate_is_spread_evenly_not_sent_as_one_burst(
     # 600/min is 10/s with a burst of one second's worth: 15 messages need about 0.5 s more
     # than a burst of the whole minute (600) would (which would send all at once).
     assert result.sent == 15 and result.duration >= 0.4
+
+
+async def test_a_campaign_from_a_unicode_sender_domain_gets_ascii_message_ids(
+    smtpd: Callable[[str], SMTPServer], outbox: str
+) -> None:
+    server = smtpd("plain")
+    async with CommManager(outbox=outbox) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="news@bücher.example")
+        result = await comm.create_bulk_sender(smtp).send_campaign(
+            template=NEWS, recipients=people(2)
+        )
+    assert (result.sent, result.failed) == (2, 0)
+    ids = [
+        str(email.message_from_bytes(m.content, policy=email.policy.default)["Message-ID"])
+        for m in server.recorder.messages
+    ]
+    assert all(i.endswith("@xn--bcher-kva.example>") for i in ids)

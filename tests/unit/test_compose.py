@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from xcomm._errors import ValidationError
@@ -295,6 +296,15 @@ def test_list_unsubscribe_rejects(draft: EmailDraft, kwargs: dict[str, str], mat
 # -- Message-ID and Date ---------------------------------------------------------------------
 
 
+def test_build_dates_the_message_now_in_utc_to_the_second(provider: RecordingProvider) -> None:
+    for _ in range(3):  # drafts built in the same second share the date
+        before = datetime.now(UTC).replace(microsecond=0)
+        date = provider.compose().to("a@example.com").build().date
+        after = datetime.now(UTC)
+        assert date is not None and date.tzinfo is UTC and date.microsecond == 0
+        assert before <= date <= after
+
+
 def test_build_sets_message_id_and_date_once(draft: EmailDraft) -> None:
     first = draft.to("a@example.com").build()
     assert first.message_id is not None
@@ -549,3 +559,59 @@ async def test_send_message_one_liner(provider: RecordingProvider) -> None:
     assert timeout == 3 and result.provider == "recording"
     assert (message.subject, message.text, message.html) == ("Hi", "Hello", "<p>Hello</p>")
     assert [a.email for a in message.to] == ["a@example.com", "b@example.com"]
+
+
+# -- campaign drafts ---------------------------------------------------------------------------
+
+
+def test_campaign_draft_is_the_fluent_draft(provider: RecordingProvider) -> None:
+    fluent = (
+        provider.compose()
+        .to("ada@example.com")
+        .subject("Hi Ada")
+        .body("Hello Ada\n")
+        .html_body("<p>Hello Ada</p>\n")
+        .list_unsubscribe(url="https://example.com/u?token=abc")
+        .message_id("<0123abcd@example.com>")
+        .build()
+    )
+    fast = _compose.campaign_draft(
+        provider,
+        "ada@example.com",
+        subject="Hi Ada",
+        text="Hello Ada\n",
+        html="<p>Hello Ada</p>\n",
+        unsubscribe_url="https://example.com/u?token=abc",
+        message_id="<0123abcd@example.com>",
+    ).build()
+    assert fast == msgspec.structs.replace(fluent, date=fast.date)
+
+
+def test_campaign_draft_leaves_out_what_is_not_given(provider: RecordingProvider) -> None:
+    message = _compose.campaign_draft(provider, "bob@example.com", subject="Hi").build()
+    assert message.to == (Address(email="bob@example.com"),)
+    assert (message.text, message.html, message.headers) == (None, None, ())
+    assert message.message_id is not None and message.message_id.endswith("@example.com>")
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"subject": "Hi\r\nBcc: evil@example.com"}, "control character"),
+        ({"subject": "Hi", "message_id": "not a message id"}, "invalid Message-ID"),
+        ({"subject": "Hi", "unsubscribe_url": "http://example.com/u"}, "https"),
+    ],
+)
+def test_campaign_draft_checks_what_it_did_not_check_before(
+    provider: RecordingProvider, fields: dict[str, str], match: str
+) -> None:
+    with pytest.raises(ValidationError, match=match):
+        _compose.campaign_draft(provider, "ada@example.com", **fields)
+
+
+async def test_campaign_draft_sends(provider: RecordingProvider) -> None:
+    draft = _compose.campaign_draft(provider, "ada@example.com", subject="Hi", text="Hello")
+    result = await draft.send()
+    assert result.accepted == ("ada@example.com",)
+    [(message, _)] = provider.sent
+    assert (message.subject, message.text) == ("Hi", "Hello")

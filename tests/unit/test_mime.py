@@ -600,3 +600,46 @@ def test_random_utf8_messages_round_trip() -> None:
         assert msg["From"].addresses[0].display_name == name
         assert msg["From"].addresses[0].addr_spec == f"{local}@bücher.de"
         assert msg["To"].addresses[0].display_name == name
+
+
+def test_format_date_same_instant_in_other_zones_is_not_confused() -> None:
+    utc = datetime(2025, 1, 7, 9, 30, 5, tzinfo=UTC)
+    lisbon_winter = utc.astimezone(timezone(timedelta(hours=1)))
+    assert utc == lisbon_winter  # equal datetimes, different Date headers
+    for _ in range(2):  # the second round is answered from the cache
+        assert format_date(utc) == "Tue, 07 Jan 2025 09:30:05 +0000"
+        assert format_date(lisbon_winter) == "Tue, 07 Jan 2025 10:30:05 +0100"
+        assert format_date(utc.replace(tzinfo=None)) == "Tue, 07 Jan 2025 09:30:05 +0000"
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        (BOB,),
+        (SENDER,),
+        (Address(email="ada@b\u00fccher.example", name="Ada"),),
+        (Address(email="x" * 60 + "@" + "y" * 60 + ".example"),),
+        (BOB, SENDER),
+        (Address(email="bob@example.org", name=""),),
+    ],
+)
+@pytest.mark.parametrize("name", ["From", "To", "Cc"])
+def test_address_headers_match_the_general_layout(
+    addresses: tuple[Address, ...], name: str
+) -> None:
+    general = _mime._layout(name, _mime._address_tokens(addresses, False))
+    for _ in range(2):  # a named sender is answered from the cache the second time
+        assert _mime._address_header(name, addresses, False) == general
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        Address(email="bob@example.org\r\nBcc: eve@example.org"),
+        Address(email="bob@example.org", name="Bob\r\nBcc: eve@example.org"),
+    ],
+)
+@pytest.mark.parametrize("field", ["sender", "to"])
+def test_one_address_with_a_line_break_is_refused(address: Address, field: str) -> None:
+    with pytest.raises(ValidationError, match="control character"):
+        render_message(make(**{field: address if field == "sender" else (address,)}))

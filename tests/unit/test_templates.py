@@ -135,6 +135,55 @@ def test_runtime_failure_is_a_template_error() -> None:
     assert (info.value.part, info.value.recipient) == ("text", "r@example.com")
 
 
+def test_parts_share_the_variables_but_not_their_assignments() -> None:
+    compiled = Template(
+        subject="{% set greeting = 'Hi' %}{{ greeting }} {{ name }}",
+        text="{{ greeting | default('no greeting') }} {{ name }}",
+        html="{% set name = 'Mallory' %}<p>{{ name }}</p>",
+    ).compile()
+    first = compiled.render({"name": "Ada <ada>"})
+    assert (first.subject, first.text, first.html) == (
+        "Hi Ada <ada>",
+        "no greeting Ada <ada>",
+        "<p>Mallory</p>",
+    )
+    second = compiled.render({"name": "Bob"})
+    assert (second.subject, second.text) == ("Hi Bob", "no greeting Bob")
+
+
+def test_jinja_globals_are_available_and_variables_shadow_them() -> None:
+    compiled = Template(subject="{{ range(3) | list }}", text="{{ dict(a=1) }} {{ x }}").compile()
+    content = compiled.render({"x": 1})
+    assert (content.subject, content.text) == ("[0, 1, 2]", "{'a': 1} 1")
+    shadowed = Template(subject="{{ range }}", text="t").compile().render({"range": "mine"})
+    assert shadowed.subject == "mine"
+
+
+def test_each_recipient_fails_alone_on_a_missing_variable() -> None:
+    compiled = Template(subject="Hi {{ name }}", text="x", html="<p>{{ code }}</p>").compile()
+    good = compiled.render({"name": "Ada", "code": "<1>"})
+    assert good.html == "<p>&lt;1&gt;</p>"
+    with pytest.raises(TemplateError) as info:
+        compiled.render({"name": "Bob"}, recipient="bob@example.com")
+    assert (info.value.part, info.value.variable, info.value.recipient) == (
+        "html",
+        "code",
+        "bob@example.com",
+    )
+    assert isinstance(info.value.__cause__, jinja2.UndefinedError)
+    assert compiled.render({"name": "Cy", "code": "2"}).subject == "Hi Cy"
+
+
+def test_unsubscribe_url_overrides_a_variable_of_that_name() -> None:
+    signer = UnsubscribeSigner(SECRET, BASE)
+    compiled = Template(subject="s", text="{{ unsubscribe_url }}").compile(unsubscribe=signer)
+    content = compiled.render(
+        {"unsubscribe_url": "https://evil.example/"}, recipient="a@example.com", campaign_id="c"
+    )
+    assert content.text == content.list_unsubscribe_url
+    assert content.text is not None and content.text.startswith(BASE)
+
+
 def test_mapping_variables_are_not_modified() -> None:
     signer = UnsubscribeSigner(SECRET, BASE)
     variables = {"name": "Ada"}

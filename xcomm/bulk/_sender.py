@@ -42,10 +42,11 @@ from xcomm._errors import (
     RequestNotSent,
 )
 from xcomm._templates import CompiledTemplate, Template, UnsubscribeSigner
-from xcomm._validation import parse_address
+from xcomm._validation import ascii_domain, parse_address
 from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batches
 from xcomm.bulk._result import CampaignResult, Outcome, Progress, Tally
 from xcomm.email._base import EmailProvider
+from xcomm.email._compose import campaign_draft
 from xcomm.outbox import (
     CampaignDefinition,
     CampaignStep,
@@ -251,7 +252,8 @@ class Campaign:
         self._delays = [delay for _, delay in steps]
         self.bucket = bucket
         sender_address = provider.default_sender
-        self.msgid_domain = sender_address.domain if sender_address else None
+        # The Message-ID is ASCII: a unicode sender domain goes in its IDNA form.
+        self.msgid_domain = ascii_domain(sender_address.domain) if sender_address else None
 
     async def deliver(self, record: OutboxRecord) -> str | None:
         """Render the record's step for its recipient and send it; returns the message id."""
@@ -264,18 +266,21 @@ class Campaign:
         content = self._steps[record.step].render(
             record.variables, recipient=record.recipient, campaign_id=self.campaign_id
         )
-        draft = self.provider.compose().to(record.recipient).subject(content.subject)
-        if content.text is not None:
-            draft.body(content.text)
-        if content.html is not None:
-            draft.html_body(content.html)
-        if content.list_unsubscribe_url:
-            draft.list_unsubscribe(url=content.list_unsubscribe_url)
+        message_id = None
         if self.msgid_domain:
             # Stable across attempts and resumes, so receivers can spot a duplicate.
             digest = hashlib.sha256(record.key.encode()).hexdigest()[:32]
-            draft.message_id(f"<{digest}@{self.msgid_domain}>")
-        result = await draft.send()
+            message_id = f"<{digest}@{self.msgid_domain}>"
+        # record.recipient was validated once, when it was queued; not parsed again here.
+        result = await campaign_draft(
+            self.provider,
+            record.recipient,
+            subject=content.subject,
+            text=content.text,
+            html=content.html,
+            unsubscribe_url=content.list_unsubscribe_url,
+            message_id=message_id,
+        ).send()
         return result.message_id
 
     def follow_up(self, record: OutboxRecord, now: float) -> OutboxRecord | None:
@@ -799,12 +804,11 @@ class _Run:
 
     def _record(self, recipient: Recipient, start: float | None) -> OutboxRecord:
         assert self.campaign_id is not None
-        key = record_key(self.campaign_id, recipient.address)
         try:
             address = parse_address(recipient.address).email
         except CommunicationError as exc:
             return OutboxRecord(
-                key=key,
+                key=record_key(self.campaign_id, recipient.address),
                 campaign_id=self.campaign_id,
                 recipient=recipient.address,
                 status=OutboxStatus.FAILED,
@@ -839,7 +843,9 @@ class _Run:
             # error, for the user to fix the configuration.
             self.fatal = self.fatal or exc
             return _put_back(record, exc)
-        lease = await self.domains(record.recipient.rpartition("@")[2].lower())
+        lease = None
+        if self.options.per_domain is not None:
+            lease = await self.domains(record.recipient.rpartition("@")[2].lower())
         started = time.perf_counter()
         try:
             message_id = await campaign.deliver(record)
@@ -857,7 +863,8 @@ class _Run:
         except CommunicationError as exc:  # validation, template, configuration of one message
             return self._failure(record, exc, transient=False)
         finally:
-            lease.release()
+            if lease is not None:
+                lease.release()
         self.tally.latencies.append(time.perf_counter() - started)
         now = time.time()
         return Completion(

@@ -6,6 +6,7 @@ import mimetypes
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -29,7 +30,7 @@ from xcomm.email._mime import new_message_id
 if TYPE_CHECKING:
     from xcomm.email._base import EmailProvider
 
-__all__ = ["AddressLike", "EmailDraft"]
+__all__ = ["AddressLike", "EmailDraft", "campaign_draft"]
 
 #: What the address setters accept: an `Address`, or text such as `"Ada <ada@example.com>"`.
 AddressLike = str | Address
@@ -382,7 +383,7 @@ class EmailDraft:
         if self._message_id is None:
             self._message_id = new_message_id(sender.domain)
         if self._date is None:
-            self._date = datetime.now(UTC).replace(microsecond=0)
+            self._date = _now()
         message = EmailMessage(
             sender=sender,
             to=tuple(self._to),
@@ -423,13 +424,66 @@ class EmailDraft:
             ValidationError: the draft is invalid or an attached file cannot be read.
         """
         message = self.build()
-        if any(a.content is None for a in message.attachments):
+        if message.attachments and any(a.content is None for a in message.attachments):
             attachments = await anyio.to_thread.run_sync(
                 _read_files, message.attachments, self._provider.max_message_size
             )
             message = msgspec.structs.replace(message, attachments=attachments)
             self._check_size(message)
         return await self._provider.send(message, timeout=timeout)
+
+
+def campaign_draft(
+    provider: EmailProvider,
+    recipient: str,
+    /,
+    *,
+    subject: str,
+    text: str | None = None,
+    html: str | None = None,
+    unsubscribe_url: str | None = None,
+    message_id: str | None = None,
+) -> EmailDraft:
+    """A draft of one personalised campaign message, for bulk senders.
+
+    The same draft as `provider.compose().to(recipient).subject(subject).body(text)...`, less
+    the second parse of an address that was checked when the campaign recorded it: `recipient`
+    must be the bare address (`Address.email`) that `parse_address()` returned. Everything
+    else goes through the setters' checks.
+
+    Args:
+        provider: the provider that sends the draft.
+        recipient: the To address, already validated.
+        subject: the rendered subject.
+        text: the plain-text body, if any.
+        html: the HTML body, if any.
+        unsubscribe_url: a one-click (https) unsubscribe URL for List-Unsubscribe, if any.
+        message_id: a Message-ID that stays the same across attempts, if any.
+    """
+    draft = provider.compose()
+    draft._to.append(Address(email=recipient))
+    draft.subject(subject)
+    if text is not None:
+        draft.body(text)
+    if html is not None:
+        draft.html_body(html)
+    if unsubscribe_url:
+        draft.list_unsubscribe(url=unsubscribe_url)
+    if message_id is not None:
+        draft.message_id(message_id)
+    return draft
+
+
+_clock: list[tuple[int, datetime]] = [(0, datetime.fromtimestamp(0, UTC))]
+
+
+def _now() -> datetime:
+    """The current UTC time to the second; one datetime per second, shared by its messages."""
+    second = int(time.time())
+    cached = _clock[0]
+    if cached[0] != second:
+        cached = _clock[0] = (second, datetime.fromtimestamp(second, UTC))
+    return cached[1]
 
 
 def _is_path(file: object) -> bool:

@@ -22,6 +22,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 from xcomm._errors import ValidationError
@@ -62,8 +63,19 @@ _Q = tuple(chr(b) if b in _Q_SAFE else "_" if b == 32 else f"={b:02X}" for b in 
 
 def format_date(dt: datetime) -> str:
     """Format `dt` as an RFC 5322 date (`Tue, 07 Jan 2025 09:30:00 +0100`); naive means UTC."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
+    if dt.tzinfo is None or dt.tzinfo is UTC:
+        # Messages built in the same second share their Date; naive and UTC datetimes never
+        # compare equal, and format the same anyway.
+        return _utc_date(dt)
+    return _format_date(dt)
+
+
+@lru_cache(maxsize=8)
+def _utc_date(dt: datetime) -> str:
+    return _format_date(dt.replace(tzinfo=UTC))
+
+
+def _format_date(dt: datetime) -> str:
     offset = dt.utcoffset()
     minutes = round(offset.total_seconds() / 60) if offset is not None else 0
     sign = "-" if minutes < 0 else "+"
@@ -203,6 +215,24 @@ def _unstructured(name: str, value: str, utf8: bool) -> str:
         flags.append(leading or too_long or (not utf8 and not word.isascii()) or "=?" in word)
         leading = leading and not word.strip()
     return _layout(name, _runs(words, flags))
+
+
+def _address_header(name: str, addresses: tuple[Address, ...], utf8: bool) -> str:
+    """A folded address header (From, To, Cc, Reply-To)."""
+    if len(addresses) == 1:
+        addr = addresses[0]
+        if type(addr.email) is str and (addr.name is None or type(addr.name) is str):
+            if not addr.name:  # the common case, one bare address: `name: email`
+                check_no_crlf("an email address", addr.email)
+                return f"{name}: {addr.email if utf8 else ascii_email(addr.email)}"
+            if name == "From":  # one sender for a whole campaign
+                return _sender_header(addr, utf8)
+    return _layout(name, _address_tokens(addresses, utf8))
+
+
+@lru_cache(maxsize=64)
+def _sender_header(sender: Address, utf8: bool) -> str:
+    return _layout("From", _address_tokens((sender,), utf8))
 
 
 def _address_tokens(addresses: Iterable[Address], utf8: bool) -> list[str]:
@@ -409,10 +439,10 @@ def render_message(message: EmailMessage, *, utf8: bool = False) -> bytes:
     sender = message.sender
     if sender is None:
         raise ValidationError("the message has no sender; set one with draft.from_(...)")
-    lines = [_layout("From", _address_tokens((sender,), utf8))]
+    lines = [_address_header("From", (sender,), utf8)]
     for name, addresses in (("To", message.to), ("Cc", message.cc), ("Reply-To", message.reply_to)):
         if addresses:
-            lines.append(_layout(name, _address_tokens(addresses, utf8)))
+            lines.append(_address_header(name, tuple(addresses), utf8))
     check_no_crlf("the subject", message.subject, allow_tab=True)
     lines.append(_unstructured("Subject", message.subject, utf8))
     lines.append("Date: " + format_date(message.date or datetime.now(UTC)))
