@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from xcomm._templates import Template, UnsubscribeSigner
     from xcomm._webhook import WebhookProvider
     from xcomm.bulk import BulkSender, CampaignResult, Suppressions
+    from xcomm.bulk._run import ProgressCallback
     from xcomm.bulk._scheduler import DripCampaign, Scheduler
-    from xcomm.bulk._sender import ProgressCallback
     from xcomm.email._base import EmailProvider
     from xcomm.email._smtp import SMTPProvider
 
@@ -279,6 +279,7 @@ class CommManager:
             metrics=self._metrics,
             clock=self._clock,
             timeout=self._timeout,
+            outbox=self.outbox,
         )
 
     def _limiter(
@@ -505,8 +506,8 @@ class CommManager:
         `xcomm worker`) sends each step when due. See `docs/bulk.md`.
         """
         self._require_open("create a campaign")
+        from xcomm.bulk._campaign import campaign_limit
         from xcomm.bulk._scheduler import DripCampaign, steps_of
-        from xcomm.bulk._sender import campaign_limit
         from xcomm.email._base import EmailProvider
 
         if not isinstance(provider, EmailProvider):
@@ -589,8 +590,8 @@ class CommManager:
         rate_share: float = 1.0,
     ) -> Scheduler:
         self._require_open("run the scheduler")
+        from xcomm.bulk._campaign import Options
         from xcomm.bulk._scheduler import Scheduler
-        from xcomm.bulk._sender import Options
 
         options = Options(
             max_concurrent=max_concurrent,

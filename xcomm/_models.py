@@ -108,6 +108,8 @@ class SendResult(msgspec.Struct, frozen=True, kw_only=True):
         attempts: how many attempts it took (1 when the first one worked).
         duration: seconds from the first attempt to the answer, limiter waits included.
         status: the provider's status code for the final answer (HTTP status, SMTP reply).
+        scheduled_for: for a draft sent with `.schedule(when)`: when it will go out (it is in
+            the outbox, not sent yet; `accepted` is empty).
     """
 
     message_id: str | None
@@ -117,6 +119,7 @@ class SendResult(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 1
     duration: float = 0.0
     status: int | None = None
+    scheduled_for: datetime | None = None
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ from xcomm._retry import Limiter, run_attempts
 
 if TYPE_CHECKING:
     from xcomm._limits import GlobalRateLimiter
+    from xcomm.outbox import OutboxStore
 
 __all__ = ["Provider", "ProviderContext"]
 
@@ -40,6 +41,7 @@ class ProviderContext:
     metrics: MetricsCollector
     clock: Clock
     timeout: Timeout
+    outbox: Callable[[], Awaitable[OutboxStore]] | None = None  # the manager's, opened lazily
 
 
 class Provider:

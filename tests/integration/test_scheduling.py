@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from xcomm import CommManager, ConfigurationError, RetryPolicy
+from xcomm import CommManager, ConfigurationError, RetryPolicy, ValidationError
 from xcomm._templates import Template, UnsubscribeSigner
 from xcomm.outbox import OutboxStatus
 
@@ -316,3 +316,57 @@ async def test_a_campaign_from_a_unicode_sender_domain_gets_ascii_message_ids(
         for m in server.recorder.messages
     ]
     assert all(i.endswith("@xn--bcher-kva.example>") for i in ids)
+
+
+async def test_a_scheduled_draft_keeps_its_whole_message_until_a_worker_sends_it(
+    smtpd: Callable[[str], SMTPServer], outbox: str, tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.4 quarterly figures")
+    when = datetime.now(UTC) + timedelta(seconds=0.3)
+    async with CommManager(outbox=outbox) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="Reports <reports@example.com>")
+        await comm.suppressions.add("ada@example.org", reason="unsubscribed")  # campaigns only
+        result = await (
+            smtp.compose()
+            .to("Ada <ada@example.org>")
+            .cc("ops@example.org")
+            .subject("Q4 report")
+            .body("See the attachment.")
+            .attach(report)
+            .header("X-Report", "q4")
+            .schedule(when)
+            .send()
+        )
+        assert server.recorder.messages == []
+    assert result.scheduled_for is not None and abs(result.scheduled_for - when) < timedelta(
+        seconds=0.01
+    )
+    assert result.message_id and result.accepted == ()
+
+    await anyio.sleep(max(0.0, when.timestamp() - time.time()) + 0.05)
+    async with CommManager(outbox=outbox) as comm:  # another process, later
+        done = await comm.run_scheduler(until_idle=True)
+    assert done.sent == 1
+    [delivery] = server.recorder.messages
+    assert sorted(delivery.rcpt_tos) == ["ada@example.org", "ops@example.org"]
+    message = email.message_from_bytes(delivery.content, policy=email.policy.default)
+    assert message["Message-ID"] == result.message_id
+    assert message["X-Report"] == "q4" and message["Subject"] == "Q4 report"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "report.pdf"
+    assert attachment.get_content() == b"%PDF-1.4 quarterly figures"
+
+
+async def test_scheduling_a_draft_validates_it_first(
+    smtpd: Callable[[str], SMTPServer], outbox: str
+) -> None:
+    server = smtpd("plain")
+    async with CommManager(outbox=outbox) as comm:
+        draft = comm.smtp(server.host, server.port).compose().subject("no recipient").body("x")
+        with pytest.raises(ValidationError):
+            await draft.schedule(time.time() + 60).send()
+        with pytest.raises(ConfigurationError, match=r"schedule\(\) 'tomorrow-ish' is not"):
+            draft.schedule("tomorrow-ish")
+        assert await (await comm.outbox()).next_due() is None

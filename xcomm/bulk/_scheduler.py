@@ -23,19 +23,18 @@ from xcomm._clock import Clock
 from xcomm._config import RateLimit
 from xcomm._errors import ConfigurationError
 from xcomm._templates import Template, UnsubscribeSigner
-from xcomm.bulk._recipients import RecipientsSource
-from xcomm.bulk._result import CampaignResult, Tally
-from xcomm.bulk._sender import (
+from xcomm.bulk._campaign import (
     Campaign,
-    Drain,
     Options,
-    ProgressCallback,
     ScheduleTime,
-    _Run,
     check_campaign_id,
     definition,
+    message_campaign,
     schedule_at,
 )
+from xcomm.bulk._recipients import RecipientsSource
+from xcomm.bulk._result import CampaignResult, Tally
+from xcomm.bulk._run import Drain, ProgressCallback, Run
 from xcomm.email._base import EmailProvider
 from xcomm.outbox import CampaignDefinition, CampaignStep, OutboxStatus, OutboxStore
 
@@ -88,6 +87,8 @@ class Scheduler:
 
     def _build(self, found: CampaignDefinition) -> Campaign:
         provider = self._comm.provider_for(found.provider, campaign_id=found.campaign_id)
+        if found.options.get("kind") == "message":
+            return message_campaign(found.campaign_id, provider)
         signer = _signer(found)
         steps = [
             (
@@ -225,7 +226,7 @@ class DripCampaign:
         async def never(_: str) -> Campaign:  # enrolling sends nothing
             raise AssertionError("enroll() does not send")
 
-        run = _Run(Options(), store, never, self.campaign_id, None)
+        run = Run(Options(), store, never, self.campaign_id, None)
         await run.main(recipients, personalization_data, start=first)
         return run.tally.result(self.campaign_id, time.perf_counter() - run.started)
 

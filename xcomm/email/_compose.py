@@ -135,6 +135,7 @@ class EmailDraft:
         self._headers: list[tuple[str, str]] = []
         self._unsubscribe: list[tuple[str, str]] = []
         self._message_id: str | None = None
+        self._send_at: float | None = None
         self._date: datetime | None = None
 
     # -- addresses ---------------------------------------------------------------------------
@@ -360,6 +361,18 @@ class EmailDraft:
 
     # -- build and send ----------------------------------------------------------------------
 
+    def schedule(self, when: datetime | str | float) -> Self:
+        """Send later: `send()` then queues the message in the manager's outbox for `when`.
+
+        `when` is an aware `datetime`, ISO 8601 text or epoch seconds (a naive time is local
+        time; a time already past sends now). `comm.run_scheduler()` or `xcomm worker` sends
+        it when due, even after a restart; `SendResult.scheduled_for` says when.
+        """
+        from xcomm.bulk._campaign import schedule_at
+
+        self._send_at = schedule_at(when, what="schedule()")
+        return self
+
     def build(self) -> EmailMessage:
         """Check the draft and return the `EmailMessage` (path attachments not yet read).
 
@@ -430,6 +443,10 @@ class EmailDraft:
             )
             message = msgspec.structs.replace(message, attachments=attachments)
             self._check_size(message)
+        if self._send_at is not None:
+            from xcomm.bulk._campaign import queue_message
+
+            return await queue_message(self._provider, message, self._send_at)
         return await self._provider.send(message, timeout=timeout)
 
 

@@ -1,0 +1,571 @@
+"""The worker pool shared by `send_campaign` and the scheduler.
+
+    claimed records (a chunk at a time) → N workers: per-domain slot → campaign bucket
+        → render → send → outcomes written back in batches (outbox.finish)
+
+No task is created per recipient, and at most one chunk waits claimed beside those in flight,
+which bounds what a crash can leave claimed. One recipient's failure is recorded and the run
+goes on; a bug propagates. `Drain` runs the same workers over whatever is due in the outbox.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import msgspec
+
+from xcomm._errors import (
+    CommunicationError,
+    DeliveryUnknown,
+    ProviderError,
+    RecipientRejected,
+    RequestNotSent,
+)
+from xcomm._validation import parse_address
+from xcomm.bulk._campaign import DAY, SCHEDULED, Options, Resolver
+from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batches
+from xcomm.bulk._result import CampaignResult, Outcome, Progress, Tally
+from xcomm.outbox import (
+    Completion,
+    DeliveryPolicy,
+    OutboxRecord,
+    OutboxStatus,
+    OutboxStore,
+    record_key,
+)
+
+__all__ = ["Drain", "ProgressCallback", "Run"]
+
+ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+_FLUSH_SIZE = 100
+_FLUSH_AGE = 0.25
+_PROGRESS_EVERY = 0.5
+RETRY_ATTEMPTS = 5  # attempts of a scheduled record at a transient failure before it fails
+RETRY_BACKOFF = 60.0  # seconds before the first retry of a scheduled record; doubles
+
+
+class _Completions:
+    """Outcomes buffered and written to the outbox in batches (at most ~100 or 0.25 s old)."""
+
+    def __init__(self, store: OutboxStore, owner: str) -> None:
+        self._store = store
+        self._owner = owner
+        self._buffer: list[Completion] = []
+        self._oldest = 0.0
+        self._lock = anyio.Lock()
+
+    async def add(self, completion: Completion) -> None:
+        if not self._buffer:
+            self._oldest = time.monotonic()
+        self._buffer.append(completion)
+        if len(self._buffer) >= _FLUSH_SIZE or time.monotonic() - self._oldest >= _FLUSH_AGE:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            batch, self._buffer = self._buffer, []
+            if batch:
+                await self._store.finish(batch, owner=self._owner, now=time.time())
+
+
+class _Feed:
+    """Claimed records for the workers: whoever finds the queue empty claims the next chunk.
+
+    There is no producer task and no stream: a worker takes the next record from a deque, and
+    only when it is empty drives the claiming generator (one worker at a time, under a lock).
+    At most one claimed chunk waits here, which bounds what a crash can leave claimed.
+    """
+
+    def __init__(self, chunks: AsyncIterator[list[OutboxRecord]]) -> None:
+        self._chunks = chunks
+        self._ready: deque[OutboxRecord] = deque()
+        self._lock = anyio.Lock()
+        self._done = False
+
+    async def next(self) -> OutboxRecord | None:
+        while not self._ready:
+            if self._done:
+                return None
+            async with self._lock:
+                if self._ready or self._done:
+                    continue
+                try:
+                    self._ready.extend(await anext(self._chunks))
+                except StopAsyncIteration:
+                    self._done = True
+        return self._ready.popleft()
+
+    async def aclose(self) -> list[OutboxRecord]:
+        """Stop; returns the claimed records no worker took."""
+        self._done = True
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        left = list(self._ready)
+        self._ready.clear()
+        return left
+
+
+class _DomainSlots:
+    """At most `limit` sends in flight per recipient domain (what MTAs do)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        self._slots: dict[str, tuple[anyio.Semaphore, list[int]]] = {}
+
+    async def __call__(self, domain: str) -> _DomainLease:
+        if self._limit is None:
+            return _DomainLease(None, None, self._slots, domain)
+        entry = self._slots.get(domain)
+        if entry is None:
+            entry = self._slots[domain] = (anyio.Semaphore(self._limit), [0])
+        entry[1][0] += 1  # users, so idle domains are dropped and the dict stays small
+        await entry[0].acquire()
+        return _DomainLease(entry[0], entry[1], self._slots, domain)
+
+
+class _DomainLease:
+    __slots__ = ("_domain", "_semaphore", "_slots", "_users")
+
+    def __init__(
+        self,
+        semaphore: anyio.Semaphore | None,
+        users: list[int] | None,
+        slots: dict[str, tuple[anyio.Semaphore, list[int]]],
+        domain: str,
+    ) -> None:
+        self._semaphore, self._users, self._slots, self._domain = semaphore, users, slots, domain
+
+    def release(self) -> None:
+        if self._semaphore is None or self._users is None:
+            return
+        self._semaphore.release()
+        self._users[0] -= 1
+        if self._users[0] == 0:
+            self._slots.pop(self._domain, None)
+
+
+class Drain:
+    """Send what is due in the outbox, with the workers of a campaign run: the scheduler.
+
+    `resolve(campaign_id)` gives each record's `Campaign` (built from its persisted
+    definition). One `run()` drains what is due now, once; the caller decides when to look
+    again (`store.next_due()`).
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        resolve: Resolver,
+        options: Options,
+        *,
+        campaign_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self._store = store
+        self._resolve = resolve
+        self._options = options
+        self._campaign_id = campaign_id
+        self._on_progress = on_progress
+
+    async def run(self) -> CampaignResult:
+        """Send every record due now (and transient failures once more); returns the tally."""
+        run = Run(
+            self._options,
+            self._store,
+            self._resolve,
+            self._campaign_id,
+            self._on_progress,
+            draining=True,
+        )
+        await run.drain()
+        label = self._campaign_id or "*"
+        return run.tally.result(label, time.perf_counter() - run.started)
+
+
+class Run:
+    """The state of one `send_campaign` call, or of one scheduler drain."""
+
+    def __init__(
+        self,
+        options: Options,
+        store: OutboxStore,
+        resolve: Resolver,
+        campaign_id: str | None,
+        on_progress: ProgressCallback | None,
+        *,
+        draining: bool = False,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.resolve = resolve
+        self.campaign_id = campaign_id
+        self.on_progress = on_progress
+        self.draining = draining
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.tally = Tally()
+        self.completions = _Completions(store, self.owner)
+        self.domains = _DomainSlots(options.per_domain)
+        self.started = time.perf_counter()
+        self.last_progress = 0.0
+        self.retry_pass = False
+        self.fatal: CommunicationError | None = None
+        self.interrupted: list[OutboxRecord] = []
+        self.counted_suppressed: set[str] = set()
+
+    async def main(
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+        *,
+        start: float | None = None,
+    ) -> None:
+        assert self.campaign_id is not None
+        if start is not None:  # queue only: a scheduler sends them when due
+            await self._pass(self._fresh(recipients, personalization, start))
+            await self._progress(final=True)
+            return
+        doubted_before = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
+        await self._pass(self._fresh(recipients, personalization, start))
+        if self.options.retry_failed:
+            self.retry_pass = True
+            await self._pass(self._due())
+        await self.completions.flush()
+        # claim() turns a dead sender's expired leases into in_doubt (at-most-once) without
+        # handing them out; they were counted as skipped, so move them where they belong.
+        doubted = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
+        recovered = doubted - doubted_before - self.tally.in_doubt
+        if recovered > 0:
+            self.tally.in_doubt += recovered
+            self.tally.skipped -= recovered
+        await self._progress(final=True)
+
+    async def drain(self) -> None:
+        """Everything due now. Transient failures are queued again with a backoff."""
+        await self._pass(self._due())
+        await self.completions.flush()
+        await self._progress(final=True)
+
+    async def _pass(self, claimed: AsyncIterator[list[OutboxRecord]]) -> None:
+        feed = _Feed(claimed)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.options.max_concurrent):
+                    tg.start_soon(self._worker, feed)
+        except BaseExceptionGroup as group:
+            # One error (a bad recipients source, a bug in a callback) reaches the caller as
+            # itself, not wrapped in a group: it is what they have to fix.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                for record in await feed.aclose():  # claimed, never started: put back
+                    await self.completions.add(_put_back(record, self.fatal))
+                await self._settle_interrupted()
+                await self.completions.flush()
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _settle_interrupted(self) -> None:
+        """Sends cancelled midway may or may not have reached the provider: what the policy
+        says for a crashed sender's records, at once rather than when the lease expires."""
+        interrupted, self.interrupted = self.interrupted, []
+        for record in interrupted:
+            if self.options.policy is DeliveryPolicy.AT_MOST_ONCE:
+                completion = Completion(
+                    key=record.key,
+                    status=OutboxStatus.IN_DOUBT,
+                    error="the run was interrupted while this message was being sent",
+                )
+                self._count(completion, record)
+            else:
+                completion = _put_back(record, None)
+            await self.completions.add(completion)
+
+    async def _fresh(
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+        start: float | None,
+    ) -> AsyncIterator[list[OutboxRecord]]:
+        """Record each batch in the outbox and yield what this run claimed of it."""
+        async for batch in recipient_batches(recipients, personalization, batch=self.options.batch):
+            self.tally.total += len(batch)
+            records: dict[str, OutboxRecord] = {}
+            for entry in batch:
+                if isinstance(entry, Recipient):
+                    record = self._record(entry, start)
+                    if record.key not in records:
+                        records[record.key] = record
+                        continue
+                    self.tally.skipped += 1  # the same address twice in one batch
+                else:
+                    self._failed(
+                        Outcome(recipient="?", status=OutboxStatus.FAILED, error=str(entry))
+                    )
+            suppressed = await self.store.suppressed([r.recipient for r in records.values()])
+            if suppressed:
+                for key, record in list(records.items()):
+                    if record.recipient.lower() in suppressed:
+                        records[key] = _replace(record, status=OutboxStatus.SUPPRESSED)
+                        self.tally.suppressed += 1
+                        self.counted_suppressed.add(key)  # a pending record of an earlier run
+            pending = [r for r in records.values() if r.status is OutboxStatus.PENDING]
+            if settled := [r for r in records.values() if r.status is not OutboxStatus.PENDING]:
+                await self.store.add(settled)
+            added = await self.store.add(pending)
+            for record in settled:
+                if record.status is OutboxStatus.FAILED:
+                    self._failed(_outcome(record))
+            if start is not None:
+                # Queued for later, nothing to claim now; a key queued before is not ours.
+                self.tally.scheduled += added
+                self.tally.skipped += len(pending) - added
+                continue
+            wanted = [record.key for record in pending]
+            # Claim only as many as the workers can start now: a record is `sending` from
+            # its claim, so a crash leaves at most about two pools' worth of claimed records
+            # (those in flight and the next chunk), not a whole batch, to resend or doubt.
+            step = self.options.max_concurrent
+            for first in range(0, len(wanted), step):
+                chunk = wanted[first : first + step]
+                claimed = await self.store.claim(
+                    chunk,
+                    owner=self.owner,
+                    now=time.time(),
+                    lease=self.options.lease,
+                    policy=self.options.policy,
+                )
+                self.tally.skipped += len(chunk) - len(claimed)
+                yield await self._within_caps(claimed)
+
+    async def _due(self) -> AsyncIterator[list[OutboxRecord]]:
+        """Due records (of this run's campaign, or of all): suppressed ones are settled here,
+        the rest go to the workers."""
+        while True:
+            claimed = await self.store.claim_due(
+                owner=self.owner,
+                now=time.time(),
+                lease=self.options.lease,
+                limit=self.options.max_concurrent,
+                campaign_id=self.campaign_id,
+                policy=self.options.policy,
+            )
+            if not claimed:
+                return
+            if self.draining:
+                self.tally.total += len(claimed)
+            claimed = await self._unless_suppressed(claimed)
+            yield await self._within_caps(claimed)
+
+    async def _within_caps(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
+        """Records whose campaign's provider has a daily cap take a share of today's; what
+        does not fit waits for the next window (a UTC day) instead of failing."""
+        groups: dict[str, list[OutboxRecord]] = {}
+        for record in claimed:
+            groups.setdefault(record.campaign_id, []).append(record)
+        admitted: list[OutboxRecord] = []
+        for campaign_id, group in groups.items():
+            try:
+                campaign = await self.resolve(campaign_id)
+            except CommunicationError:
+                admitted += group  # _send reports it
+                continue
+            if campaign.daily_cap is None:
+                admitted += group
+                continue
+            window = time.time() // DAY * DAY
+            granted = await self.store.reserve(
+                campaign.quota_key, window=window, count=len(group), cap=campaign.daily_cap
+            )
+            admitted += group[:granted]
+            for record in group[granted:]:
+                self.tally.scheduled += 1
+                await self.completions.add(
+                    Completion(
+                        key=record.key,
+                        status=OutboxStatus.PENDING,
+                        attempts=0,
+                        not_before=window + DAY,
+                        error=f"daily cap of {campaign.daily_cap} reached; queued for the next day",
+                    )
+                )
+        return admitted
+
+    async def _unless_suppressed(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
+        """An address suppressed since its record was queued (an unsubscribe, a hard bounce
+        in an earlier step) is not sent to: that also ends its drip sequence. (The list is
+        for campaigns: a scheduled one-off message goes out.)"""
+        listed = [r.recipient for r in claimed if not r.campaign_id.startswith(SCHEDULED)]
+        suppressed = await self.store.suppressed(listed) if listed else set()
+        if not suppressed:
+            return claimed
+        keep = []
+        for record in claimed:
+            if record.recipient.lower() in suppressed and not record.campaign_id.startswith(
+                SCHEDULED
+            ):
+                if record.key not in self.counted_suppressed:  # not already by _fresh
+                    self.tally.suppressed += 1
+                await self.completions.add(
+                    Completion(key=record.key, status=OutboxStatus.SUPPRESSED)
+                )
+            else:
+                keep.append(record)
+        return keep
+
+    def _record(self, recipient: Recipient, start: float | None) -> OutboxRecord:
+        assert self.campaign_id is not None
+        try:
+            address = parse_address(recipient.address).email
+        except CommunicationError as exc:
+            return OutboxRecord(
+                key=record_key(self.campaign_id, recipient.address),
+                campaign_id=self.campaign_id,
+                recipient=recipient.address,
+                status=OutboxStatus.FAILED,
+                error=f"{recipient.origin}: {exc}",
+                updated_at=time.time(),
+            )
+        return OutboxRecord(
+            key=record_key(self.campaign_id, address),
+            campaign_id=self.campaign_id,
+            recipient=address,
+            variables=recipient.variables,
+            not_before=start,
+            updated_at=time.time(),
+        )
+
+    async def _worker(self, feed: _Feed) -> None:
+        while self.fatal is None and (record := await feed.next()) is not None:
+            try:
+                completion = await self._send(record)
+            except BaseException:  # cancelled mid-send: settled by _pass, as a crash would be
+                self.interrupted.append(record)
+                raise
+            self._count(completion, record)
+            await self.completions.add(completion)
+            await self._progress()
+
+    async def _send(self, record: OutboxRecord) -> Completion:
+        try:
+            campaign = await self.resolve(record.campaign_id)
+        except CommunicationError as exc:  # no definition, no provider, a secret missing
+            # Not the recipient's fault: the record goes back and the run stops with the
+            # error, for the user to fix the configuration.
+            self.fatal = self.fatal or exc
+            return _put_back(record, exc)
+        lease = None
+        if self.options.per_domain is not None:
+            lease = await self.domains(record.recipient.rpartition("@")[2].lower())
+        started = time.perf_counter()
+        try:
+            message_id = await campaign.deliver(record)
+        except DeliveryUnknown as exc:
+            return Completion(key=record.key, status=OutboxStatus.IN_DOUBT, error=str(exc))
+        except RecipientRejected as exc:
+            if any(not r.transient for r in exc.rejected):
+                await self.store.suppress(
+                    record.recipient, reason=f"rejected: {exc.detail or exc}", now=time.time()
+                )
+            return self._failure(record, exc, transient=exc.transient)
+        except (ProviderError, RequestNotSent) as exc:
+            transient = isinstance(exc, RequestNotSent) or exc.transient
+            return self._failure(record, exc, transient=transient)
+        except CommunicationError as exc:  # validation, template, configuration of one message
+            return self._failure(record, exc, transient=False)
+        finally:
+            if lease is not None:
+                lease.release()
+        self.tally.latencies.append(time.perf_counter() - started)
+        now = time.time()
+        return Completion(
+            key=record.key,
+            status=OutboxStatus.SENT,
+            message_id=message_id,
+            follow_up=campaign.follow_up(record, now),
+        )
+
+    def _failure(self, record: OutboxRecord, exc: Exception, *, transient: bool) -> Completion:
+        if transient and self.options.retry_failed:
+            if self.draining and record.attempts < RETRY_ATTEMPTS:
+                # A scheduler would claim it again at once: back off instead (1, 2, 4... min).
+                delay = min(RETRY_BACKOFF * 2 ** (record.attempts - 1), 3600.0)
+                return Completion(
+                    key=record.key,
+                    status=OutboxStatus.PENDING,
+                    error=str(exc),
+                    not_before=time.time() + delay,
+                )
+            if not self.draining and not self.retry_pass:
+                return Completion(key=record.key, status=OutboxStatus.PENDING, error=str(exc))
+        return Completion(key=record.key, status=OutboxStatus.FAILED, error=str(exc))
+
+    def _count(self, completion: Completion, record: OutboxRecord) -> None:
+        status = completion.status
+        if status is OutboxStatus.SENT:
+            self.tally.sent += 1
+            if completion.follow_up is not None:
+                self.tally.scheduled += 1
+        elif status is OutboxStatus.IN_DOUBT:
+            self.tally.in_doubt += 1
+            self.tally.failures.append(_outcome(record, completion))
+        elif status is OutboxStatus.FAILED:
+            self._failed(_outcome(record, completion))
+        elif status is OutboxStatus.PENDING and completion.not_before is not None:
+            self.tally.scheduled += 1  # a transient failure, retried later
+
+    def _failed(self, outcome: Outcome) -> None:
+        self.tally.failed += 1
+        self.tally.failures.append(outcome)
+
+    async def _progress(self, *, final: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        now = time.perf_counter()
+        if not final and now - self.last_progress < _PROGRESS_EVERY:
+            return
+        self.last_progress = now
+        elapsed = now - self.started
+        event = Progress(
+            campaign_id=self.campaign_id or "*",
+            seen=self.tally.total,
+            done=self.tally.done,
+            sent=self.tally.sent,
+            failed=self.tally.failed,
+            elapsed=elapsed,
+            rate=self.tally.sent / elapsed if elapsed > 0 else 0.0,
+        )
+        outcome = self.on_progress(event)
+        if inspect.isawaitable(outcome):
+            await outcome
+
+
+def _outcome(record: OutboxRecord, completion: Completion | None = None) -> Outcome:
+    return Outcome(
+        recipient=record.recipient,
+        status=completion.status if completion else record.status,
+        message_id=completion.message_id if completion else record.message_id,
+        error=completion.error if completion else record.error,
+        attempts=record.attempts,
+    )
+
+
+def _put_back(record: OutboxRecord, error: Exception | None) -> Completion:
+    """Pending again, its claim not counted as an attempt."""
+    return Completion(
+        key=record.key, status=OutboxStatus.PENDING, error=str(error) if error else None, attempts=0
+    )
+
+
+def _replace(record: OutboxRecord, **changes: Any) -> OutboxRecord:
+    return msgspec.structs.replace(record, **changes)
