@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from xcomm._campaign_csv import read_recipients
@@ -133,6 +134,7 @@ async def _send(spec: CampaignSpec, outbox: str | None, err: TextIO) -> Campaign
             unsubscribe=spec.unsubscribe,
             schedule_time=spec.schedule_time,
             on_progress=bar,
+            source=str(spec.path.resolve()),
         )
         if not result.scheduled:
             bar.finish(result)
@@ -252,6 +254,24 @@ def campaign_resume(
     out, err = _streams(out, err)
     if not _outbox_exists(outbox):
         return _unknown(err, campaign_id, outbox)
+
+    async def stored_source() -> str | None:
+        async with CommManager(outbox=outbox) as comm:
+            _, definition = await _known(comm, campaign_id)
+        found = definition.options.get("source") if definition is not None else None
+        return str(found) if found else None
+
+    # A campaign file records its recipients as it sends them: run it again (it sends only
+    # what was not sent); without the file, send what the outbox already holds.
+    source = asyncio.run(stored_source())
+    if source is not None and Path(source).is_file():
+        print(f"resuming {campaign_id!r} from its campaign file {source}", file=err)
+        return campaign_run(source, outbox=outbox, campaign_id=campaign_id, out=out, err=err)
+    if source is not None:
+        print(
+            f"the campaign file {source} is gone: sending only what the outbox holds",
+            file=err,
+        )
 
     async def resume() -> CampaignResult | None:
         async with CommManager(outbox=outbox) as comm:

@@ -292,9 +292,12 @@ def definition(
     name: str | None = None,
     daily_cap: int | None = None,
     sending: Options | None = None,
+    source: str | None = None,
 ) -> CampaignDefinition:
     """The persisted form of a campaign: what a worker needs to send its records."""
     options: dict[str, Any] = {}
+    if source is not None:
+        options["source"] = source
     if sending is not None:  # what `comm.resume_campaign` uses unless told otherwise
         options["max_concurrent"] = sending.max_concurrent
         options["policy"] = sending.policy.value

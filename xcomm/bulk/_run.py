@@ -322,23 +322,23 @@ class Run:
             pending = [r for r in records.values() if r.status is OutboxStatus.PENDING]
             if settled := [r for r in records.values() if r.status is not OutboxStatus.PENDING]:
                 await self.store.add(settled)
-            added = await self.store.add(pending)
             for record in settled:
                 if record.status is OutboxStatus.FAILED:
                     self._failed(_outcome(record))
             if start is not None:
                 # Queued for later, nothing to claim now; a key queued before is not ours.
+                added = await self.store.add(pending)
                 self.tally.scheduled += added
                 self.tally.skipped += len(pending) - added
                 continue
-            wanted = [record.key for record in pending]
-            # Claim only as many as the workers can start now: a record is `sending` from
-            # its claim, so a crash leaves at most about two pools' worth of claimed records
-            # (those in flight and the next chunk), not a whole batch, to resend or doubt.
+            # Record and claim only as many as the workers can start now, in one write: a
+            # record is `sending` from then on, so a crash leaves at most about two pools'
+            # worth (those in flight and the next chunk) to resend or doubt; the rest of the
+            # batch is not recorded yet, and a resumed run reads it from the source again.
             step = self.options.max_concurrent
-            for first in range(0, len(wanted), step):
-                chunk = wanted[first : first + step]
-                claimed = await self.store.claim(
+            for first in range(0, len(pending), step):
+                chunk = pending[first : first + step]
+                claimed = await self.store.add_claimed(
                     chunk,
                     owner=self.owner,
                     now=time.time(),

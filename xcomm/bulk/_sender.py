@@ -134,6 +134,7 @@ class BulkSender:
         schedule_time: ScheduleTime = None,
         unsubscribe: UnsubscribeSigner | None = None,
         on_progress: ProgressCallback | None = None,
+        source: str | None = None,
     ) -> CampaignResult:
         """Send `template` to every recipient not already sent in this campaign.
 
@@ -144,6 +145,10 @@ class BulkSender:
         seconds; a naive time is local time) every recipient is queued in the outbox for that
         time and the call returns at once (`result.scheduled`); `comm.run_scheduler()` or
         `xcomm worker` sends them when due, across restarts.
+
+        Recipients are recorded in the outbox as they are sent, not all up front: to finish an
+        interrupted campaign, run it again with the same source. `source` (for example the
+        campaign file's path) is stored with the campaign so a tool can find that source again.
         """
         if not isinstance(template, Template):
             raise ConfigurationError("template must be an xcomm.Template")
@@ -173,6 +178,7 @@ class BulkSender:
                     name=template.name,
                     daily_cap=self._daily_cap,
                     sending=self._options,
+                    source=source,
                 )
             )
 

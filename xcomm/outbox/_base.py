@@ -182,6 +182,24 @@ class OutboxStore(Protocol):
         """
         ...
 
+    async def add_claimed(
+        self,
+        records: Sequence[OutboxRecord],
+        /,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        policy: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE,
+    ) -> list[OutboxRecord]:
+        """`add` and `claim` of the same `pending` records, in one transaction.
+
+        A record whose key is new is stored already claimed (`sending`, leased by `owner`,
+        one attempt); one whose key exists is claimed as `claim` would. Returns what was
+        claimed, in the order given. A sender's hot path: one write per chunk instead of two.
+        """
+        ...
+
     async def claim_due(
         self,
         *,

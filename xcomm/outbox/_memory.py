@@ -235,6 +235,35 @@ class MemoryOutbox:
                 taken.append(got)
         return taken
 
+    async def add_claimed(
+        self,
+        records: Sequence[OutboxRecord],
+        /,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        policy: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE,
+    ) -> list[OutboxRecord]:
+        """Store new records already claimed by `owner`; claim those that exist."""
+        self._check_open()
+        check_claim(lease)
+        now, lease, policy = float(now), float(lease), DeliveryPolicy(policy)
+        taken = []
+        for record in _copies(records):
+            existing = self._records.get(record.key)
+            if existing is not None:
+                if got := self._take(existing, owner, now, lease, policy):
+                    taken.append(got)
+                continue
+            fresh = msgspec.structs.replace(
+                record, status=_SENDING, lease_owner=owner, lease_until=now + lease,
+                attempts=record.attempts + 1, updated_at=now,
+            )  # fmt: skip
+            self._records[record.key] = fresh
+            taken.append(fresh)
+        return taken
+
     async def claim_due(
         self,
         *,

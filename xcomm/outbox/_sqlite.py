@@ -104,6 +104,9 @@ _RETURNING = (
     .replace("updated_at", "CAST(updated_at AS REAL)")
 )
 _INSERT = f"INSERT OR IGNORE INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+# add_claimed: "{}" is a list of row placeholders; returns the keys that were new
+_INSERT_RETURNING = f"INSERT OR IGNORE INTO records ({_COLUMNS}) VALUES {{}} RETURNING key"
+_ROWS_PER_INSERT = 64  # 13 parameters a row: well under SQLite's limit per statement
 _IN_DOUBT = (
     "status = 'in_doubt', lease_owner = NULL, lease_until = NULL, error = 'lease of ' || "
     "coalesce(lease_owner, 'an unknown sender') || ' expired before an outcome was recorded'"
@@ -177,12 +180,14 @@ _GIVE_BACK = (
 
 @functools.lru_cache(maxsize=64)
 def _sql(template: str, count: int) -> str:
+    if template is _INSERT_RETURNING:
+        return template.format(", ".join([f"({', '.join('?' * 13)})"] * count))
     return template.format(", ".join("?" * count))
 
 
-def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _row(record: OutboxRecord) -> tuple[Any, ...]:
@@ -430,6 +435,38 @@ class SQLiteOutbox:
         claim = functools.partial(self._claim, owner, unique, float(now), float(lease), policy)
         return await self._claiming(owner, claim)
 
+    async def add_claimed(
+        self,
+        records: Sequence[OutboxRecord],
+        /,
+        *,
+        owner: str,
+        now: float,
+        lease: float,
+        policy: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE,
+    ) -> list[OutboxRecord]:
+        """Store new records already claimed by `owner` and claim those that exist, in one
+        transaction (see `OutboxStore.add_claimed`). Cancelled: taken records are put back."""
+        check_claim(lease)
+        now, lease, policy = float(now), float(lease), DeliveryPolicy(policy)
+        unique = list({record.key: record for record in records}.values())
+        if not unique:
+            return []
+        claimed = [
+            msgspec.structs.replace(
+                record,
+                status=OutboxStatus.SENDING,
+                lease_owner=owner,
+                lease_until=now + lease,
+                attempts=record.attempts + 1,
+                updated_at=now,
+            )
+            for record in unique
+        ]
+        rows = [_row(record) for record in claimed]
+        claim = functools.partial(self._add_claimed, owner, claimed, rows, now, lease, policy)
+        return await self._claiming(owner, claim)
+
     async def claim_due(
         self,
         *,
@@ -608,6 +645,24 @@ class SQLiteOutbox:
     ) -> list[OutboxRecord]:
         with _transaction(self._db) as conn:
             return self._take(conn, keys, owner, now, lease, policy)
+
+    def _add_claimed(
+        self, owner: str, claimed: list[OutboxRecord], rows: list[tuple[Any, ...]], now: float,
+        lease: float, policy: DeliveryPolicy,
+    ) -> list[OutboxRecord]:  # fmt: skip
+        inserted: set[str] = set()
+        with _transaction(self._db) as conn:
+            for chunk in _chunks(rows, _ROWS_PER_INSERT):
+                sql = _sql(_INSERT_RETURNING, len(chunk))
+                params = [value for row in chunk for value in row]
+                inserted.update(key for (key,) in conn.execute(sql, params))
+            existing = [r.key for r in claimed if r.key not in inserted]
+            taken = {r.key: r for r in self._take(conn, existing, owner, now, lease, policy)}
+        return [
+            r if r.key in inserted else taken[r.key]
+            for r in claimed
+            if r.key in inserted or r.key in taken
+        ]
 
     def _claim_due(
         self, owner: str, now: float, lease: float, limit: int, campaign_id: str | None,

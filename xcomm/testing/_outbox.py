@@ -303,6 +303,30 @@ async def _finish_writes_outcomes_of_the_owner_only(store: OutboxStore) -> None:
 
 
 @_check
+async def _add_claimed_stores_new_records_claimed_and_claims_existing_ones(
+    store: OutboxStore,
+) -> None:
+    old = [_record("c", n) for n in range(4)]
+    await store.add(old)
+    await store.claim([old[1].key], owner="other", now=T0, lease=LEASE)  # live lease
+    await store.add([_record("c", 9, status=S.SENT)])
+    batch = [_record("c", n) for n in (5, 0, 1, 6, 9, 5)]  # new, pending, leased, new, sent
+    got = await store.add_claimed(batch, owner="w", now=T0 + 1, lease=LEASE)
+    want = [batch[0].key, batch[1].key, batch[3].key]
+    _equal(_keys(got), want, "add_claimed: new and claimable records, in the order given")
+    state = await _state(store, "c")
+    for record in got:
+        stored = state[record.key]
+        _equal((stored.status, stored.lease_owner, stored.attempts), (S.SENDING, "w", 1),
+               f"stored state of {record.key!r}")  # fmt: skip
+        _equal(record, stored, "a returned record is the stored one")
+        _equal(stored.variables, {"n": int(record.recipient[4:9])}, "variables kept")
+    _equal(state[old[1].key].lease_owner, "other", "a live lease is not taken")
+    _equal(state[record_key("c", "user00009@example.com")].status, S.SENT, "a sent record")
+    _equal(await store.add_claimed([], owner="w", now=T0, lease=LEASE), [], "nothing")
+
+
+@_check
 async def _finish_adds_follow_ups_of_written_outcomes_only(store: OutboxStore) -> None:
     records = [_record("drip", n) for n in range(3)]
     await store.add(records)
