@@ -40,7 +40,7 @@ each figure is the median of its rounds, and the ratios compare figures of this 
 message must be accepted: `CampaignResult.sent`, the peers' own answers and the sink's counter
 are checked.
 
-    python -m benchmarks.bench_bulk                     # 20,000 recipients (under 2 minutes)
+    python -m benchmarks.bench_bulk                     # 20,000 recipients (about 3.5 minutes)
     python -m benchmarks.bench_bulk --quick             # 2,000
     python -m benchmarks.bench_bulk --recipients 50000
     python -m benchmarks.bench_bulk --loop asyncio      # asyncio's default loop only
