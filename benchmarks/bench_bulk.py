@@ -1,4 +1,4 @@
-"""Bulk throughput: a personalised campaign through `BulkSender`, nodemailer, smtp-source.
+"""Bulk throughput: a personalised campaign through `BulkSender`, its peers, smtp-source.
 
 One run, one Postfix `smtp-sink` on loopback, every contender side by side:
 
@@ -16,17 +16,35 @@ One run, one Postfix `smtp-sink` on loopback, every contender side by side:
   `maxMessages: Infinity`), composing every message with the same personalised subject, text
   and HTML, 64 `sendMail` calls in flight. Installed once with npm into `.cache/node-bench/`;
   skipped with a note when node or npm are missing or fail;
-- fastapi-mail is not an xcomm dependency; it is skipped unless already installed.
+- `fastapi-mail`: what a FastAPI app writes, `FastMail(ConnectionConfig(...)).send_message()`
+  with a `MessageSchema` per recipient (HTML body, text `alternative_body`), the three parts
+  rendered with jinja2 directly (autoescaped HTML), 32 worker tasks pulling recipients from
+  one iterator (bounded concurrency, never a task per message); fastapi-mail opens a new
+  aiosmtplib connection for each `send_message()`. `--peer-messages` per run (5,000);
+- `apprise`: `apprise.Apprise()` with one `mailto://` URL per recipient (no TLS, no auth) and
+  one `notify()` per recipient, the rendered subject as title and the HTML as body (apprise
+  derives the text part itself); throttle off (`NotifyEmail.request_rate_per_sec = 0`). It has
+  no per-recipient personalisation and no connection reuse: one SMTP session per message,
+  sequential. `--apprise-messages` per run (300): it is slow, and its rate does not depend on
+  the count.
+
+fastapi-mail and apprise are not xcomm dependencies (`make bench` installs them); each is
+skipped with a note when not installed. Each runs in its own process (spawned once, reused for
+its runs, timed inside), so neither's imports touch xcomm's process or the other's: importing
+apprise's email plugin re-registers the standard library's UTF-8 charset as quoted-printable
+for the whole process.
 
 After the sweep, the contenders run in interleaved rounds (smtp-source, xcomm SQLite, xcomm
-memory, nodemailer, then again), so a noisy neighbour slows them alike; each figure is the
-median of its rounds, and the ratios compare figures of this one run. Every message must be
-accepted: `CampaignResult.sent`, nodemailer's `accepted` and the sink's own counter are checked.
+memory, nodemailer, fastapi-mail, apprise, then again), so a noisy neighbour slows them alike;
+each figure is the median of its rounds, and the ratios compare figures of this one run. Every
+message must be accepted: `CampaignResult.sent`, the peers' own answers and the sink's counter
+are checked.
 
-    python -m benchmarks.bench_bulk                     # 20,000 recipients (under 2 minutes)
+    python -m benchmarks.bench_bulk                     # 20,000 recipients (about 3.5 minutes)
     python -m benchmarks.bench_bulk --quick             # 2,000
     python -m benchmarks.bench_bulk --recipients 50000
     python -m benchmarks.bench_bulk --loop asyncio      # asyncio's default loop only
+    python -m benchmarks.bench_bulk --apprise-messages 0  # skip apprise
 
 Output: one JSON line per result, then a table and the issue's two bars (xcomm >= 0.5x
 smtp-source and >= 3x nodemailer, outbox on).
@@ -36,8 +54,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import importlib.util
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -46,9 +66,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from benchmarks._report import metadata, print_table
 from benchmarks._servers import (
@@ -74,6 +97,9 @@ SMTP_SOURCE_SESSIONS = 8
 NODE_CONNECTIONS = 32
 NODE_IN_FLIGHT = 64
 NODE_TIMEOUT = 600.0
+PEER_MESSAGES = 5_000  # fastapi-mail, per run
+PEER_CONCURRENCY = 32  # fastapi-mail's worker tasks
+APPRISE_MESSAGES = 300  # per run: 5-10 s at the issue's 43 msg/s
 
 # Three variables; about 1 KB rendered (subject ~40, text ~430, HTML ~520 bytes).
 _PARAGRAPH = "Here is what happened in {{ city }} this month, and what comes next."
@@ -312,6 +338,149 @@ class NodemailerRunner:
         return float(out["seconds"]), int(out["accepted"])
 
 
+# -- fastapi-mail and apprise ------------------------------------------------------------
+#
+# Each peer runs in a process of its own (see the module docstring); the functions below run
+# there, time the sends themselves and return (seconds, accepted) like the other runners.
+
+
+def jinja_parts() -> tuple[Any, Any, Any]:
+    """The subject, text and HTML compiled with jinja2 as a user would (HTML autoescaped)."""
+    import jinja2
+
+    plain, html = jinja2.Environment(autoescape=False), jinja2.Environment(autoescape=True)
+    return plain.from_string(SUBJECT), plain.from_string(TEXT), html.from_string(HTML)
+
+
+async def _fastapi_mail_campaign(port: int, count: int, tag: str) -> tuple[float, int]:
+    from fastapi_mail import (
+        ConnectionConfig,
+        FastMail,
+        MessageSchema,
+        MessageType,
+        MultipartSubtypeEnum,
+    )
+
+    config = ConnectionConfig(
+        MAIL_USERNAME="",
+        MAIL_PASSWORD="",
+        MAIL_FROM=SENDER,
+        MAIL_SERVER=HOST,
+        MAIL_PORT=port,
+        MAIL_STARTTLS=False,
+        MAIL_SSL_TLS=False,
+        USE_CREDENTIALS=False,
+        VALIDATE_CERTS=False,
+    )
+    mail = FastMail(config)
+    subject, text, html = jinja_parts()
+    pending = recipients(count, tag)
+    accepted = 0
+    failures: list[BaseException] = []
+
+    async def worker() -> None:
+        nonlocal accepted
+        for recipient in pending:  # one shared iterator: each worker takes the next recipient
+            message = MessageSchema(
+                recipients=[recipient["email"]],
+                subject=subject.render(recipient),
+                body=html.render(recipient),
+                alternative_body=text.render(recipient),
+                subtype=MessageType.html,
+                multipart_subtype=MultipartSubtypeEnum.alternative,
+            )
+            try:
+                await mail.send_message(message)
+            except Exception as exc:  # counted; the sink's counter is checked too
+                failures.append(exc)
+            else:
+                accepted += 1
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(PEER_CONCURRENCY, count)):
+            tg.create_task(worker())
+    elapsed = time.perf_counter() - started
+    if failures:
+        print(f"    fastapi-mail: first failure: {failures[0]!r}", file=sys.stderr)
+    return elapsed, accepted
+
+
+def fastapi_mail_run(port: int, count: int, tag: str, loop: str) -> tuple[float, int]:
+    """One fastapi-mail campaign on `loop` (the same event loop as xcomm's best row)."""
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        return runner.run(_fastapi_mail_campaign(port, count, tag))
+
+
+def apprise_run(port: int, count: int, tag: str) -> tuple[float, int]:
+    """One `notify()` per recipient, each through its own `mailto://` URL."""
+    import apprise
+    from apprise.plugins.email import NotifyEmail
+
+    # Apprise's throttle is per plugin instance; a fresh instance's first send is never
+    # throttled, but the issue's figure was taken with the throttle off, so turn it off.
+    NotifyEmail.request_rate_per_sec = 0
+    subject, _text, html = jinja_parts()  # apprise derives the text part from the HTML
+    sender = quote(SENDER)
+    accepted = 0
+    started = time.perf_counter()
+    for recipient in recipients(count, tag):
+        notifier = apprise.Apprise()
+        url = f"mailto://{HOST}:{port}?mode=insecure&from={sender}&to={quote(recipient['email'])}"
+        if not notifier.add(url):
+            continue
+        result = notifier.notify(
+            body=html.render(recipient),
+            title=subject.render(recipient),
+            body_format=apprise.NotifyFormat.HTML,
+        )
+        accepted += bool(result)
+    return time.perf_counter() - started, accepted
+
+
+class PeerRunner:
+    """Runs one Python peer's campaigns in a spawned process of its own, kept for every run.
+
+    Args:
+        run: `fastapi_mail_run` or `apprise_run`, called there as `run(port, count, tag, *args)`.
+        stack: closes the process when the benchmark is done.
+    """
+
+    def __init__(
+        self,
+        run: Callable[..., tuple[float, int]],
+        port: int,
+        stack: ExitStack,
+        *args: str,
+        tag: str,
+    ) -> None:
+        self.run, self.port, self.args, self.tag = run, port, args, tag
+        self.runs = 0
+        context = multiprocessing.get_context("spawn")
+        self.pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=context))
+
+    def __call__(self, count: int) -> tuple[float, int]:
+        self.runs += 1
+        tag = f"{self.tag}{self.runs}"
+        return self.pool.submit(self.run, self.port, count, tag, *self.args).result()
+
+
+def peer_missing(module: str) -> str | None:
+    """Why the peer importing `module` cannot run, or None when it is installed."""
+    if importlib.util.find_spec(module) is None:
+        return "not installed (not an xcomm dependency; `make bench` installs it)"
+    if importlib.util.find_spec("jinja2") is None:
+        return "jinja2 is not installed (pip install 'xcomm[templates]')"
+    return None
+
+
+def version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 # -- measuring ---------------------------------------------------------------------------
 
 
@@ -445,6 +614,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-node", action="store_true", help="skip nodemailer")
     parser.add_argument(
+        "--peer-messages",
+        type=int,
+        default=PEER_MESSAGES,
+        help=f"fastapi-mail's messages per run, at most --recipients; 0 skips it "
+        f"(default: {PEER_MESSAGES:,})",
+    )
+    parser.add_argument(
+        "--apprise-messages",
+        type=int,
+        default=APPRISE_MESSAGES,
+        help=f"apprise's messages per run, at most --recipients; 0 skips it "
+        f"(default: {APPRISE_MESSAGES:,})",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -460,6 +643,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.recipients = QUICK_RECIPIENTS
     if args.recipients < 1 or args.repeats < 1:
         parser.error("--recipients and --repeats must be positive")
+    if args.peer_messages < 0 or args.apprise_messages < 0:
+        parser.error("--peer-messages and --apprise-messages must be 0 (skip) or positive")
+    args.peer_messages = min(args.peer_messages, args.recipients)
+    args.apprise_messages = min(args.apprise_messages, args.recipients)
     return args
 
 
@@ -474,12 +661,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = args.recipients
     warmup = min(n, max(500, n // 20))
     skipped: dict[str, str] = {}  # contender -> why
-    if importlib.util.find_spec("fastapi_mail") is None:
-        skipped["fastapi-mail"] = "not installed (not an xcomm dependency)"
-    else:
-        skipped["fastapi-mail"] = "installed, but this benchmark has no runner for it"
 
-    with SmtpSink() as sink, tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
+    with (
+        SmtpSink() as sink,
+        tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp,
+        ExitStack() as peer_processes,
+    ):
         workdir = Path(tmp)
         port = sink.port
         print(
@@ -604,6 +791,51 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 contenders.append((nodemailer, node_runner))
 
+        def python_peer(
+            name: str, count: int, run: Callable[..., tuple[float, int]], *args: str
+        ) -> PeerRunner | None:
+            """Start the peer's process and warm it up; None (noted in `skipped`) if it fails."""
+            runner = PeerRunner(run, port, peer_processes, *args, tag=name.replace("-", ""))
+            try:
+                warm_up(sink, runner, min(count, max(20, count // 10)))
+            except Exception as exc:  # a peer that cannot run is reported, not fatal
+                skipped[name] = f"failed: {exc!r}"[:300]
+                return None
+            return runner
+
+        peers: list[Result] = []  # fastapi-mail and apprise, when installed
+        count = args.peer_messages
+        why = peer_missing("fastapi_mail") if count else "--peer-messages 0"
+        if why is not None:
+            skipped["fastapi-mail"] = why
+        elif peer_runner := python_peer("fastapi-mail", count, fastapi_mail_run, args.loop):
+            result = Result(
+                f"fastapi-mail send_message, {PEER_CONCURRENCY} workers{on}",
+                count,
+                settings={
+                    "concurrency": PEER_CONCURRENCY,
+                    "loop": args.loop,
+                    "fastapi_mail": version("fastapi-mail"),
+                    "aiosmtplib": version("aiosmtplib"),
+                },
+                tags=["peer", "a connection per message", f"{count:,} per run"],
+            )
+            peers.append(result)
+            contenders.append((result, peer_runner))
+        count = args.apprise_messages
+        why = peer_missing("apprise") if count else "--apprise-messages 0"
+        if why is not None:
+            skipped["apprise"] = why
+        elif peer_runner := python_peer("apprise", count, apprise_run):
+            result = Result(
+                "apprise mailto://, a notify() per recipient, throttle off",
+                count,
+                settings={"concurrency": 1, "apprise": version("apprise")},
+                tags=["peer", "sequential, a connection per message", f"{count:,} per run"],
+            )
+            peers.append(result)
+            contenders.append((result, peer_runner))
+
         for round_number in range(1, args.repeats + 1):
             print(f"round {round_number}/{args.repeats}", file=sys.stderr, flush=True)
             for result, run in contenders:
@@ -612,6 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [reference, best, memory, *default_loop]
     if nodemailer is not None:
         results.append(nodemailer)
+    results += peers
     results += [r for r, _ in sweep]
     report(
         results,
