@@ -435,15 +435,17 @@ class EmailQuery:
         notes: list[str] = []
         if needs_search(self._where):
             result = split(self._where, graph_search_leaf, skip=skip)
-            kql = render_search(result.server)
-            params["$search"] = '"' + kql.replace('"', "") + '"'
             residual = self._residual(result.residual)
-            cap = min(self._limit or SEARCH_CAP, SEARCH_CAP)
-            params["$top"] = cap
-            notes.append(
-                f"$search returns at most {SEARCH_CAP} messages, cannot be combined with "
-                "$filter/$orderby: other conditions, sorting and the limit run on the client"
-            )
+            if result.server != TRUE:
+                params["$search"] = '"' + render_search(result.server) + '"'
+                params["$top"] = min(self._limit or SEARCH_CAP, SEARCH_CAP)
+                notes.append(
+                    f"$search returns at most {SEARCH_CAP} messages and cannot be combined "
+                    "with $filter/$orderby: other conditions, sorting and the limit run on "
+                    "the client"
+                )
+            else:
+                notes.append("nothing is searchable on the server: every message is listed")
             rows = self._rows(result, render_search)
             sort_server, limit_server = not self._order, False
         else:
