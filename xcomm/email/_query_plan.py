@@ -187,18 +187,33 @@ def split(node: Node, leaf: LeafFn, *, skip: Callable[[Node], bool] | None = Non
         if skip is not None and skip(conjunct):
             continue
         over, under = approximate(conjunct, leaf)
-        note = leaf(conjunct).note if not isinstance(conjunct, And | Or | Not) else ""
         where: Where
         if over == under:
             where = "server"
+            note = leaf(conjunct).note if not isinstance(conjunct, And | Or | Not) else ""
         else:
             residual.append(conjunct)
             where = "client" if over == TRUE else "server+client"
-            if not note:
-                note = "contains conditions this backend cannot express exactly"
+            note = _inexact_note(conjunct, leaf)
         server.append(over)
         rows.append((conjunct, where, over, note))
     return Split(all_of(server), rows, residual)
+
+
+def _inexact_note(node: Node, leaf: LeafFn) -> str:
+    """The note of the first leaf in `node` that the backend cannot express exactly."""
+    stack = [node]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, And | Or):
+            stack[:0] = item.items
+        elif isinstance(item, Not):
+            stack.insert(0, item.item)
+        else:
+            plan = leaf(item)
+            if plan.over != plan.under:
+                return f"{describe(item)}: {plan.note}" if item is not node else plan.note
+    return ""  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)
