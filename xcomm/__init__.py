@@ -73,6 +73,10 @@ from xcomm.bulk import (
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
 from xcomm.email._pool import PoolStatistics
+from xcomm.email._query import EmailQuery, SortOrder
+from xcomm.email._query_imap import ImapSearch
+from xcomm.email._query_match import QueryableMessage
+from xcomm.email._query_plan import QueryPlan
 from xcomm.email._smtp import SMTPProvider
 
 __all__ = [
@@ -98,7 +102,9 @@ __all__ = [
     "EmailDraft",
     "EmailMessage",
     "EmailProvider",
+    "EmailQuery",
     "GlobalRateLimiter",
+    "ImapSearch",
     "LifecycleError",
     "LimiterStatistics",
     "Limits",
@@ -115,6 +121,8 @@ __all__ = [
     "Progress",
     "Provider",
     "ProviderError",
+    "QueryPlan",
+    "QueryableMessage",
     "RateLimit",
     "RateLimitError",
     "RateLimiter",
@@ -127,6 +135,7 @@ __all__ = [
     "SMTPProvider",
     "SendResult",
     "ServiceUnavailable",
+    "SortOrder",
     "Suppressions",
     "Template",
     "TemplateError",
