@@ -7,8 +7,7 @@ where each part runs (`explain("imap")`). Nothing here does I/O.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any, Literal, TypeAlias, TypeVar
@@ -17,20 +16,11 @@ import msgspec
 
 from xcomm._errors import ValidationError
 from xcomm.email import _query_ast as ast
-from xcomm.email._query_gmail import gmail_leaf, label_id_of, render_gmail
-from xcomm.email._query_graph import (
-    ORDER_FLOOR,
-    SEARCH_CAP,
-    TOP_CAP,
-    graph_filter_leaf,
-    graph_search_leaf,
-    needs_search,
-    render_filter,
-    render_search,
-)
-from xcomm.email._query_imap import ImapSearch, imap_leaf, imap_search
+from xcomm.email._query_explain import SortOrder, imap_split, plan
+from xcomm.email._query_gmail import gmail_leaf, render_gmail
+from xcomm.email._query_imap import ImapSearch, imap_search
 from xcomm.email._query_match import QueryableMessage, evaluate
-from xcomm.email._query_plan import TRUE, AnyOf, PlanRow, QueryPlan, Split, row, split
+from xcomm.email._query_plan import QueryPlan, split
 
 __all__ = ["EmailQuery", "SortOrder"]
 
@@ -38,13 +28,6 @@ DateLike: TypeAlias = date | datetime | str
 SortField: TypeAlias = Literal["date", "sent", "size", "subject", "from"]
 M = TypeVar("M", bound=QueryableMessage)
 _MIN = datetime.min.replace(tzinfo=UTC)
-
-
-class SortOrder(enum.Enum):
-    """Ascending (oldest, smallest, A first) or descending."""
-
-    ASC = "asc"
-    DESC = "desc"
 
 
 class EmailQuery:
@@ -336,13 +319,19 @@ class EmailQuery:
 
     # ---- compilers -----------------------------------------------------------------------
 
+    def _plan(self, provider: str) -> QueryPlan:
+        return plan(
+            provider, self._where, self._order, self._limit,
+            lambda parts: self._make(ast.and_(*parts)) if parts else None,
+        )  # fmt: skip
+
     def to_imap(self) -> str:
         """RFC 3501 SEARCH criteria, e.g. `OR FROM "a" FROM "b" NOT SEEN` (see `explain`)."""
         return self.to_imap_search().criteria
 
     def to_imap_search(self) -> ImapSearch:
         """The IMAP criteria as arguments plus the CHARSET they need."""
-        return imap_search(self._split_imap().server)
+        return imap_search(imap_split(self._where).server)
 
     def to_gmail(self) -> str:
         """The Gmail `q` string (system labels stay in it; see `to_gmail_params`)."""
@@ -350,139 +339,21 @@ class EmailQuery:
 
     def to_gmail_params(self) -> dict[str, Any]:
         """users.messages.list parameters: `q`, `labelIds`, `maxResults` (when pushable)."""
-        return self._explain_gmail().request  # type: ignore[return-value]
+        return self._plan("gmail").request  # type: ignore[return-value]
 
     def to_graph(self) -> dict[str, Any]:
         """Graph list-messages parameters: `$filter`/`$orderby`/`$top`, or `$search`/`$top`."""
-        return self._explain_graph().request  # type: ignore[return-value]
+        return self._plan("graph").request  # type: ignore[return-value]
 
     def explain(self, provider: Literal["imap", "gmail", "graph"]) -> QueryPlan:
         """Which conditions run on the server, which on the client, and caveats."""
         if provider == "imap":
-            return self._explain_imap()
+            return self._plan("imap")
         if provider == "gmail":
-            return self._explain_gmail()
+            return self._plan("gmail")
         if provider == "graph":
-            return self._explain_graph()
+            return self._plan("graph")
         raise ValidationError(f"explain(): unknown provider {provider!r}; use imap/gmail/graph")
-
-    # ---- planning ------------------------------------------------------------------------
-
-    def _top_folder(self) -> str | None:
-        items = self._where.items if isinstance(self._where, ast.And) else (self._where,)
-        return next((i.name for i in items if isinstance(i, ast.Folder)), None)
-
-    def _split_imap(self) -> Split:
-        folder = self._top_folder()
-        skip = None if folder is None else (lambda n: n == ast.Folder(folder))
-        return split(self._where, imap_leaf, skip=skip)
-
-    def _residual(self, parts: Sequence[ast.Node]) -> EmailQuery | None:
-        return self._make(ast.and_(*parts)) if parts else None
-
-    def _rows(self, result: Split, render: Any) -> tuple[PlanRow, ...]:
-        return tuple(
-            row(n, w, render(e) if e != TRUE else "", note) for n, w, e, note in result.rows
-        )
-
-    def _explain_imap(self) -> QueryPlan:
-        result = self._split_imap()
-        folder = self._top_folder()
-        search = imap_search(result.server)
-        notes = []
-        if self._order or self._limit is not None:
-            notes.append("SEARCH returns every match: the client sorts and applies the limit")
-        if search.charset:
-            notes.append("non-ASCII strings: sent with CHARSET UTF-8")
-        rows = self._rows(result, lambda e: imap_search(e).criteria)
-        if folder is not None:
-            rows = (PlanRow(f"folder {folder!r}", "server", f"SELECT {folder!r}"), *rows)
-        return QueryPlan(
-            "imap", search.criteria, rows, self._residual(result.residual), folder=folder,
-            sort_on_server=not self._order, limit_on_server=self._limit is None,
-            notes=tuple(notes),
-        )  # fmt: skip
-
-    def _explain_gmail(self) -> QueryPlan:
-        items = self._where.items if isinstance(self._where, ast.And) else (self._where,)
-        label_ids = [lid for i in items if (lid := label_id_of(i)) is not None]
-        result = split(self._where, gmail_leaf, skip=lambda n: label_id_of(n) is not None)
-        params: dict[str, Any] = {"q": render_gmail(result.server)}
-        if label_ids:
-            params["labelIds"] = list(dict.fromkeys(label_ids))
-        native_sort = self._order in ((), (("date", SortOrder.DESC),))
-        residual = self._residual(result.residual)
-        pushable = native_sort and residual is None and self._limit is not None
-        if pushable:
-            params["maxResults"] = min(self._limit or 500, 500)
-        rows = tuple(
-            PlanRow(ast.describe(i), "server", f"labelIds={label_id_of(i)}")
-            for i in items
-            if label_id_of(i) is not None
-        ) + self._rows(result, render_gmail)
-        notes = ["Gmail matches words, not substrings; dates are epoch seconds (UTC midnight)"]
-        if not native_sort:
-            notes.append("Gmail lists newest first only: other orders are sorted by the client")
-        return QueryPlan(
-            "gmail", params, rows, residual, sort_on_server=native_sort,
-            limit_on_server=pushable or self._limit is None, notes=tuple(notes),
-        )  # fmt: skip
-
-    def _explain_graph(self) -> QueryPlan:
-        folder = self._top_folder()
-        skip = None if folder is None else (lambda n: n == ast.Folder(folder))
-        params: dict[str, Any] = {}
-        notes: list[str] = []
-        if needs_search(self._where):
-            result = split(self._where, graph_search_leaf, skip=skip)
-            residual = self._residual(result.residual)
-            if result.server != TRUE:
-                params["$search"] = '"' + render_search(result.server) + '"'
-                params["$top"] = min(self._limit or SEARCH_CAP, SEARCH_CAP)
-                notes.append(
-                    f"$search returns at most {SEARCH_CAP} messages and cannot be combined "
-                    "with $filter/$orderby: other conditions, sorting and the limit run on "
-                    "the client"
-                )
-            else:
-                notes.append("nothing is searchable on the server: every message is listed")
-            rows = self._rows(result, render_search)
-            sort_server, limit_server = not self._order, False
-        else:
-            result = split(self._where, graph_filter_leaf, skip=skip)
-            residual = self._residual(result.residual)
-            text = render_filter(result.server) if result.server != TRUE else ""
-            orderby = _graph_orderby(self._order)
-            if orderby is not None and text:
-                prop = orderby.split()[0]
-                wrap = isinstance(result.server, AnyOf)
-                text = f"{prop} ge {ORDER_FLOOR} and " + (f"({text})" if wrap else text)
-                notes.append(f"{prop} leads $filter so $orderby is accepted (InefficientFilter)")
-            if text:
-                params["$filter"] = text
-            if orderby is not None:
-                params["$orderby"] = orderby
-            sort_server = orderby is not None or not self._order
-            limit_server = residual is None and sort_server
-            if self._limit is not None and limit_server:
-                params["$top"] = min(self._limit, TOP_CAP)
-            rows = self._rows(result, render_filter)
-        if folder is not None:
-            rows = (PlanRow(f"folder {folder!r}", "server", f"/mailFolders/{folder}"), *rows)
-        return QueryPlan(
-            "graph", params, rows, residual, folder=folder, sort_on_server=sort_server,
-            limit_on_server=limit_server or self._limit is None, notes=tuple(notes),
-        )  # fmt: skip
-
-
-_GRAPH_SORT = {"date": "receivedDateTime", "sent": "sentDateTime"}
-
-
-def _graph_orderby(order: tuple[tuple[SortField, SortOrder], ...]) -> str | None:
-    if len(order) != 1 or order[0][0] not in _GRAPH_SORT:
-        return None
-    field, direction = order[0]
-    return f"{_GRAPH_SORT[field]} {direction.value}"
 
 
 def _sort_key(message: QueryableMessage, field: SortField) -> Any:
