@@ -72,6 +72,9 @@ from xcomm.bulk import (
 )
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
+from xcomm.email._imap import IMAPProvider
+from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
+from xcomm.email._message import AttachmentInfo, Folder, ReceivedMessage
 from xcomm.email._pool import PoolStatistics
 from xcomm.email._smtp import SMTPProvider
 
@@ -79,6 +82,7 @@ __all__ = [
     "PRESETS",
     "Address",
     "Attachment",
+    "AttachmentInfo",
     "AuthenticationError",
     "BulkSender",
     "CampaignFailed",
@@ -98,10 +102,14 @@ __all__ = [
     "EmailDraft",
     "EmailMessage",
     "EmailProvider",
+    "Folder",
+    "FolderStatus",
     "GlobalRateLimiter",
+    "IMAPProvider",
     "LifecycleError",
     "LimiterStatistics",
     "Limits",
+    "MailboxProvider",
     "MessageError",
     "MetricsCollector",
     "MonotonicClock",
@@ -118,6 +126,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimiter",
+    "ReceivedMessage",
     "RecipientRejected",
     "RejectedRecipient",
     "RenderedContent",
@@ -125,6 +134,7 @@ __all__ = [
     "ResponseTimeout",
     "RetryPolicy",
     "SMTPProvider",
+    "SearchQuery",
     "SendResult",
     "ServiceUnavailable",
     "Suppressions",
