@@ -413,3 +413,13 @@ def dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
         DOVECOT, "apt-get install -y --no-install-recommends dovecot-imapd (or .ci/run)"
     )
     yield from dovecot_session(binary, ca)
+
+
+@pytest.fixture
+def dovecot_for_refusals(ca: trustme.CA) -> Iterator[Dovecot]:
+    """A Dovecot of the test's own, for tests of refused logins: after one, Dovecot delays
+    every login from the same address by seconds (its anvil penalty)."""
+    binary = require_binary(
+        DOVECOT, "apt-get install -y --no-install-recommends dovecot-imapd (or .ci/run)"
+    )
+    yield from dovecot_session(binary, ca)

@@ -111,13 +111,15 @@ class Dovecot:
         flags: str = "",
         date: datetime | None = None,
     ) -> int:
-        """APPEND `raw` to `folder` of `user` (created when missing); returns its UID."""
+        """APPEND `raw` to `folder` (its IMAP name: modified UTF-7) of `user`, creating the
+        folder when missing; returns the new message's UID."""
         client = self.imap(user)
+        mailbox = '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
         try:
             if folder != "INBOX":
-                client.create(folder)  # NO when it exists: fine
+                client.create(mailbox)  # NO when it exists: fine
             when = imaplib.Time2Internaldate(date) if date is not None else None
-            typ, data = client.append(folder, f"({flags})" if flags else None, when, raw)
+            typ, data = client.append(mailbox, f"({flags})" if flags else None, when, raw)
             assert typ == "OK", data
             found = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
             assert found, data
