@@ -32,6 +32,7 @@ _WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 _ANGLE_ID = re.compile(r"<[^<>\s]*>")
 _Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
+_B64_TEXT = re.compile(rb"^[A-Za-z0-9+/]*=*$")
 
 
 def _codec(charset: str) -> str:
@@ -55,6 +56,8 @@ def _word_bytes(encoding: str, text: str) -> bytes | None:
     data = text.encode("ascii", "replace")
     if encoding in "Qq":
         return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), data.replace(b"_", b" "))
+    if not _B64_TEXT.match(data):
+        return None
     try:
         return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
     except binascii.Error:
