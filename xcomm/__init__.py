@@ -72,6 +72,9 @@ from xcomm.bulk import (
 )
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
+from xcomm.email._imap import IMAPProvider
+from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
+from xcomm.email._message import AttachmentInfo, Folder, ReceivedMessage
 from xcomm.email._pool import PoolStatistics
 from xcomm.email._query import EmailQuery, SortOrder
 from xcomm.email._query_imap import ImapSearch
@@ -83,6 +86,7 @@ __all__ = [
     "PRESETS",
     "Address",
     "Attachment",
+    "AttachmentInfo",
     "AuthenticationError",
     "BulkSender",
     "CampaignFailed",
@@ -103,11 +107,15 @@ __all__ = [
     "EmailMessage",
     "EmailProvider",
     "EmailQuery",
+    "Folder",
+    "FolderStatus",
     "GlobalRateLimiter",
+    "IMAPProvider",
     "ImapSearch",
     "LifecycleError",
     "LimiterStatistics",
     "Limits",
+    "MailboxProvider",
     "MessageError",
     "MetricsCollector",
     "MonotonicClock",
@@ -126,6 +134,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimiter",
+    "ReceivedMessage",
     "RecipientRejected",
     "RejectedRecipient",
     "RenderedContent",
@@ -133,6 +142,7 @@ __all__ = [
     "ResponseTimeout",
     "RetryPolicy",
     "SMTPProvider",
+    "SearchQuery",
     "SendResult",
     "ServiceUnavailable",
     "SortOrder",

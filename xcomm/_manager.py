@@ -17,7 +17,7 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import anyio
 import httpx
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from xcomm.bulk._run import ProgressCallback
     from xcomm.bulk._scheduler import DripCampaign, Scheduler
     from xcomm.email._base import EmailProvider
+    from xcomm.email._imap import IMAPProvider
     from xcomm.email._smtp import SMTPProvider
 
 __all__ = ["CommManager"]
@@ -371,12 +372,79 @@ class CommManager:
         self._register(provider)
         return provider
 
-    def email(self, provider: str, /, **config: Any) -> EmailProvider:
+    def imap(
+        self,
+        host: str,
+        port: int = 993,
+        *,
+        username: str,
+        password: str | None = None,
+        oauth_token: str | Callable[[], Awaitable[str]] | None = None,
+        use_tls: bool = True,
+        start_tls: bool | None = False,
+        tls_context: ssl.SSLContext | None = None,
+        validate_certs: bool = True,
+        folder: str = "INBOX",
+        pool_size: int = 2,
+        idle_timeout: float = 60.0,
+        batch_size: int = 100,
+        timeout: Timeout | float | None = None,
+        allow_plaintext_auth: bool = False,
+        rate_limit: RateLimit | float | None = None,
+        retry: RetryPolicy | None = None,
+        password_env: str | None = None,
+    ) -> IMAPProvider:
+        """A pooled IMAP provider to search and read a mailbox. See `docs/providers/imap.md`.
+
+        Needs the `xcomm[imap]` extra (aioimaplib, GPL-3.0) when the first connection opens.
+        `rate_limit` (a `RateLimit`, or calls per minute) applies to this account.
+        """
+        self._require_open("create an IMAP provider")
+        from xcomm.email._imap import IMAPProvider
+
+        if password_env is not None:
+            if password is not None:
+                raise ConfigurationError("give password= or password_env=, not both")
+            password = _secret_from_env(password_env, f"the IMAP password of {host}")
+        provider = IMAPProvider(
+            self._context(),
+            limiter=self._limiter("imap", f"imap:{username}@{host}:{port}", rate_limit),
+            retry=retry,
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            oauth_token=oauth_token,
+            use_tls=use_tls,
+            start_tls=start_tls,
+            tls_context=tls_context,
+            validate_certs=validate_certs,
+            folder=folder,
+            pool_size=pool_size,
+            idle_timeout=idle_timeout,
+            batch_size=batch_size,
+            timeout=timeout,
+            allow_plaintext_auth=allow_plaintext_auth,
+        )
+        self._register(provider)
+        return provider
+
+    @overload
+    def email(self, provider: Literal["imap"], /, **config: Any) -> IMAPProvider: ...
+
+    @overload
+    def email(self, provider: str, /, **config: Any) -> EmailProvider: ...
+
+    def email(self, provider: str, /, **config: Any) -> EmailProvider | IMAPProvider:
         """An email provider by name with its own settings: `comm.email("smtp", host=...)`.
 
-        Every email provider has the same API (`compose()`, `send()`, `send_message()`).
+        Sending providers ("smtp") share one API (`compose()`, `send()`, `send_message()`);
+        reading providers ("imap") share another (`search()`, `get()`, `folders()`).
         """
-        factories: dict[str, Callable[..., EmailProvider]] = {"smtp": self.smtp}
+        factories: dict[str, Callable[..., EmailProvider | IMAPProvider]] = {
+            "smtp": self.smtp,
+            "imap": self.imap,
+        }
         factory = factories.get(provider.lower() if isinstance(provider, str) else provider)
         if factory is None:
             raise ConfigurationError(

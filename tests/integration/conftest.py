@@ -3,7 +3,8 @@
 - aiosmtpd servers in their own threads (`Controller`), one per profile (plain, STARTTLS with
   AUTH, implicit TLS, ...), each with a `Recorder` handler that the `smtpd` fixture resets
   before every test;
-- Postfix `smtp-sink` subprocesses, one per fault profile (`smtp_sink("-r", "RCPT")`).
+- Postfix `smtp-sink` subprocesses, one per fault profile (`smtp_sink("-r", "RCPT")`);
+- one Dovecot IMAP server (`dovecot`, configured in `dovecot.py`).
 
 A missing binary skips the test locally and fails it under `CI=true` (`require_binary`).
 """
@@ -29,6 +30,7 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from dovecot import Dovecot, dovecot_session
 
 from xcomm import CommManager, RetryPolicy, Timeout
 
@@ -397,3 +399,27 @@ def public_address() -> str:
     if address.startswith("127.") or address == "0.0.0.0":
         pytest.skip("this machine has no non-loopback IPv4 address")
     return address
+
+
+# -- Dovecot IMAP --------------------------------------------------------------------------------
+
+DOVECOT = Path(shutil.which("dovecot") or "/usr/sbin/dovecot")
+
+
+@pytest.fixture(scope="session")
+def dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
+    """A Dovecot IMAP server for the session (see `tests/integration/dovecot.py`)."""
+    binary = require_binary(
+        DOVECOT, "apt-get install -y --no-install-recommends dovecot-imapd (or .ci/run)"
+    )
+    yield from dovecot_session(binary, ca)
+
+
+@pytest.fixture
+def dovecot_for_refusals(ca: trustme.CA) -> Iterator[Dovecot]:
+    """A Dovecot of the test's own, for tests of refused logins: after one, Dovecot delays
+    every login from the same address by seconds (its anvil penalty)."""
+    binary = require_binary(
+        DOVECOT, "apt-get install -y --no-install-recommends dovecot-imapd (or .ci/run)"
+    )
+    yield from dovecot_session(binary, ca)

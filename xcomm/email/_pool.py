@@ -1,6 +1,7 @@
 """SMTP sessions, and the pool that keeps them (one pool per host, port and login).
 
-Sessions are opened by `xcomm.email._transaction.SMTPConnector`, the pool's opener.
+Sessions are opened by `xcomm.email._transaction.SMTPConnector`, the pool's opener (IMAP
+sessions by `xcomm.email._imap`: the pool holds anything `PooledConnection`).
 `ConnectionPool` lends them one task at a time and guarantees:
 
 - at most `max_size` connections are open; waiting for one is bounded by `pool_timeout`
@@ -22,6 +23,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -29,7 +31,7 @@ from xcomm._clock import Clock
 from xcomm._errors import ConfigurationError, LifecycleError, PoolTimeout
 from xcomm.email._wire import SMTPConnection, SMTPError
 
-__all__ = ["ConnectionPool", "Lease", "PoolStatistics", "SMTPSession"]
+__all__ = ["ConnectionPool", "Lease", "PoolStatistics", "PooledConnection", "SMTPSession"]
 
 _CLOCK_SLACK = 1e-3  # a timer may fire this early (the loop's clock resolution)
 
@@ -70,8 +72,22 @@ class SMTPSession:
             self.wire.abort()
 
 
-def _bad(problem: str) -> ConfigurationError:
-    return ConfigurationError(f"SMTP provider: {problem}")
+class PooledConnection(Protocol):
+    """What the pool needs from a connection (an SMTP or IMAP session)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=PooledConnection)
+
+
+def _bad(problem: str, provider: str = "smtp") -> ConfigurationError:
+    return ConfigurationError(f"{provider.upper()} provider: {problem}")
 
 
 def _whole(value: object) -> bool:
@@ -103,7 +119,7 @@ class PoolStatistics(msgspec.Struct, frozen=True, kw_only=True):
     waiting: int = 0
 
 
-class Lease:
+class Lease(Generic[C]):
     """A pooled connection and its bookkeeping, lent to one task at a time.
 
     The borrower sets `reusable = True` when it leaves the connection clean (transaction
@@ -112,7 +128,7 @@ class Lease:
 
     __slots__ = ("conn", "counted", "last_used", "messages", "reusable")
 
-    def __init__(self, conn: SMTPSession, now: float) -> None:
+    def __init__(self, conn: C, now: float) -> None:
         self.conn = conn
         self.last_used = now
         self.messages = 0
@@ -120,12 +136,12 @@ class Lease:
         self.reusable = False
 
 
-class ConnectionPool:
+class ConnectionPool(Generic[C]):
     """Sessions to one server, opened on demand by `opener` and reused (see the module doc)."""
 
     def __init__(
         self,
-        opener: Callable[[], Awaitable[SMTPSession]],
+        opener: Callable[[], Awaitable[C]],
         *,
         provider: str,
         clock: Clock,
@@ -139,13 +155,15 @@ class ConnectionPool:
             ("max_messages_per_connection", max_messages_per_connection),
         ):
             if not _whole(value):
-                raise _bad(f"{setting} must be an int of at least 1, got {value!r}")
+                raise _bad(f"{setting} must be an int of at least 1, got {value!r}", provider)
         if (
             isinstance(idle_timeout, bool)
             or not isinstance(idle_timeout, int | float)
             or not idle_timeout > 0
         ):
-            raise _bad(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
+            raise _bad(
+                f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}", provider
+            )
         self._opener = opener
         self._provider = provider
         self._clock = clock
@@ -154,10 +172,10 @@ class ConnectionPool:
         self._idle_timeout = idle_timeout
         self._pool_timeout = pool_timeout
         self._free = max_size  # slots nobody holds; never > 0 while a live waiter queues
-        self._queue: deque[tuple[asyncio.Future[Lease | None], float]] = deque()  # oldest 1st
+        self._queue: deque[tuple[asyncio.Future[Lease[C] | None], float]] = deque()  # oldest 1st
         self._timer: asyncio.TimerHandle | None = None
-        self._idle: list[Lease] = []
-        self._in_use: set[Lease] = set()
+        self._idle: list[Lease[C]] = []
+        self._in_use: set[Lease[C]] = set()
         self._waiting = self._opened = self._closed_count = self._messages_sent = 0
         self._closed = False
 
@@ -177,7 +195,7 @@ class ConnectionPool:
     @asynccontextmanager
     async def connection(
         self, *, on_open: Callable[[], None] | None = None
-    ) -> AsyncIterator[Lease]:
+    ) -> AsyncIterator[Lease[C]]:
         """Borrow a connection for the `async with` block (`checkout()`, then `checkin()`)."""
         lease = await self.checkout(on_open=on_open)
         try:
@@ -185,7 +203,7 @@ class ConnectionPool:
         finally:
             await self.checkin(lease)
 
-    async def checkout(self, *, on_open: Callable[[], None] | None = None) -> Lease:
+    async def checkout(self, *, on_open: Callable[[], None] | None = None) -> Lease[C]:
         """Borrow a connection; give it back with `checkin()` in a `finally` block.
 
         `on_open` is called just before a new connection is opened (no idle one was usable),
@@ -218,7 +236,7 @@ class ConnectionPool:
         self._in_use.add(lease)
         return lease
 
-    async def checkin(self, lease: Lease) -> None:
+    async def checkin(self, lease: Lease[C]) -> None:
         """Give back a connection `checkout()` lent: kept when the borrower marked it
         reusable, else closed. Safe in a cancelled task."""
         self._in_use.discard(lease)
@@ -229,7 +247,7 @@ class ConnectionPool:
         finally:
             self._release_slot()
 
-    def hand_over(self, lease: Lease) -> bool:
+    def hand_over(self, lease: Lease[C]) -> bool:
         """Give `lease` back before its last message is answered, to the task that has waited
         longest: that task's envelope then follows the message on the same connection, in
         the same packet (RFC 2920 lets commands follow the end of data unanswered; the
@@ -270,7 +288,7 @@ class ConnectionPool:
         self._closed_count += len(idle)
         await asyncio.gather(*(lease.conn.aclose() for lease in idle))
 
-    def _discard(self, lease: Lease) -> None:
+    def _discard(self, lease: Lease[C]) -> None:
         self._in_use.discard(lease)
         self._closed_count += 1
         lease.conn.close()
@@ -282,7 +300,7 @@ class ConnectionPool:
                 "create a new provider from an open CommManager"
             )
 
-    async def _acquire_slot(self) -> Lease | None:
+    async def _acquire_slot(self) -> Lease[C] | None:
         """A free slot, or the next one released (first come, first served), within the pool
         timeout; with the connection `hand_over()` passed on, if any. One lazy timer for the
         whole queue, not one scheduled per wait."""
@@ -290,7 +308,7 @@ class ConnectionPool:
             self._free -= 1
             return None
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Lease | None] = loop.create_future()
+        waiter: asyncio.Future[Lease[C] | None] = loop.create_future()
         limit = self._pool_timeout
         self._queue.append((waiter, math.inf if limit is None else loop.time() + limit))
         if limit is not None and self._timer is None:
@@ -311,7 +329,7 @@ class ConnectionPool:
         finally:
             self._waiting -= 1
 
-    def _release_slot(self, lease: Lease | None = None) -> None:
+    def _release_slot(self, lease: Lease[C] | None = None) -> None:
         """Pass the slot (and `lease`, handed over) to the oldest live waiter; else keep the
         slot free and the lease idle."""
         queue = self._queue
@@ -338,7 +356,7 @@ class ConnectionPool:
             if not waiter.done():
                 waiter.set_exception(TimeoutError())
 
-    def _take_idle(self) -> Lease | None:
+    def _take_idle(self) -> Lease[C] | None:
         """The newest idle connection; expired or dropped ones are closed on the way."""
         now, keep = self._clock.now(), []
         for lease in self._idle:
@@ -350,7 +368,7 @@ class ConnectionPool:
         self._idle = keep
         return keep.pop() if keep else None
 
-    async def _give_back(self, lease: Lease) -> None:
+    async def _give_back(self, lease: Lease[C]) -> None:
         if not lease.reusable or not lease.conn.alive:
             self._closed_count += 1
             lease.conn.close()  # no goodbye and no await: safe in a cancelled task

@@ -312,10 +312,18 @@ class EmailQuery:
 
         Sorting is stable; a message without the sorted value sorts as the smallest.
         """
-        found = [m for m in messages if self.matches(m)]
+        return self.sort_and_limit([m for m in messages if self.matches(m)])
+
+    def sort_and_limit(self, messages: Iterable[M]) -> list[M]:
+        """Sort and limit messages that already match (a provider's last step)."""
+        found = list(messages)
         for field, order in reversed(self._order):
             found.sort(key=partial(_sort_key, field=field), reverse=order is SortOrder.DESC)
         return found if self._limit is None else found[: self._limit]
+
+    def reads_bodies(self) -> bool:
+        """Whether matching needs the message bodies (`body_contains`, `text`)."""
+        return ast.mentions(self._where, ast.Body, ast.Text)
 
     # ---- compilers -----------------------------------------------------------------------
 

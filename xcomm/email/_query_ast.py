@@ -425,3 +425,14 @@ def describe_leaf(leaf: Leaf) -> str:
         case Thread(v):
             return f"thread {v!r}"
     raise AssertionError(leaf)  # pragma: no cover
+
+
+def mentions(node: Node, *kinds: type) -> bool:
+    """Whether `node` or any condition under it is one of `kinds`."""
+    if isinstance(node, kinds):
+        return True
+    children = getattr(node, "items", None)
+    if children is None:
+        inner = getattr(node, "item", None)
+        children = () if inner is None else (inner,)
+    return any(mentions(child, *kinds) for child in children)

@@ -70,7 +70,7 @@ from xcomm._retry import Limiter
 from xcomm._validation import ascii_email, needs_smtputf8
 from xcomm.email._base import EmailProvider
 from xcomm.email._mime import render_message
-from xcomm.email._pool import ConnectionPool, Lease, PoolStatistics
+from xcomm.email._pool import ConnectionPool, Lease, PoolStatistics, SMTPSession
 from xcomm.email._transaction import SMTPConnector, dot_stuff, run_transaction
 from xcomm.email._wire import SMTPProtocolError, SMTPReplyError
 
@@ -403,7 +403,7 @@ class SMTPProvider(EmailProvider):
 
     async def _transaction(
         self,
-        lease: Lease,
+        lease: Lease[SMTPSession],
         message: EmailMessage,
         recipients: tuple[Address, ...],
         rendered: dict[bool, bytes],

@@ -292,7 +292,7 @@ def dot_stuff(data: bytes) -> bytes:
 
 
 async def run_transaction(
-    lease: Lease,
+    lease: Lease[SMTPSession],
     *,
     sender: bytes,
     options: Sequence[bytes],
@@ -418,7 +418,7 @@ def _check_421(code: int, text: str) -> None:
         raise SMTPReplyError(code, text)
 
 
-async def _reset(lease: Lease, timeout: float | None) -> None:
+async def _reset(lease: Lease[SMTPSession], timeout: float | None) -> None:
     """RSET after a failed transaction so the connection can be reused; else drop it."""
     if lease.conn.alive:
         try:

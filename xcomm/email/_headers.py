@@ -1,0 +1,201 @@
+"""Cheap, lenient parsing of received message headers and bodies (pure functions).
+
+The stdlib's `email` package with `policy.default` costs about 1.4 ms per message; reading
+a header block needs much less: unfold the lines, decode RFC 2047 words, parse addresses and
+the date leniently. Nothing here raises on bad input: a broken header gives what could be
+read (bad charsets become U+FFFD, a garbled date becomes None).
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+from datetime import UTC, datetime
+from email.utils import getaddresses, parsedate_to_datetime
+
+from xcomm._models import Address
+
+__all__ = [
+    "decode_body",
+    "decode_text",
+    "decode_words",
+    "message_ids",
+    "parse_addresses",
+    "parse_date",
+    "parse_header_block",
+]
+
+_MAX_HEADER_BYTES = 1 << 20  # a header block larger than this is cut (huge-header messages)
+_MAX_FIELD_CHARS = 64 * 1024
+_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
+_ANGLE_ID = re.compile(r"<[^<>\s]*>")
+_Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
+_B64_TEXT = re.compile(rb"^[A-Za-z0-9+/]*=*$")
+
+
+def _codec(charset: str) -> str:
+    """A Python codec name for a MIME charset, or "utf-8" when unknown."""
+    name = charset.partition("*")[0].strip().strip('"').lower()  # RFC 2231 language suffix
+    try:
+        return codecs.lookup(name or "utf-8").name
+    except LookupError:
+        return "utf-8"
+
+
+def decode_text(raw: bytes, charset: str | None) -> str:
+    """`raw` decoded with `charset` (unknown charsets as UTF-8), bad bytes as U+FFFD."""
+    try:
+        return raw.decode(_codec(charset or "utf-8"), "replace")
+    except (LookupError, ValueError):  # a codec that exists but cannot decode ("idna"...)
+        return raw.decode("utf-8", "replace")
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    data = text.encode("ascii", "replace")
+    if encoding in "Qq":
+        return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), data.replace(b"_", b" "))
+    if not _B64_TEXT.match(data):
+        return None
+    try:
+        return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+    except binascii.Error:
+        return None
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words (`=?utf-8?Q?caf=C3=A9?=`); whitespace between two
+    adjacent words is dropped, and adjacent words in one charset are decoded together (a
+    character may be split across them)."""
+    if "=?" not in value:
+        return value
+    value = _BETWEEN_WORDS.sub(r"\1\2", value)
+    out: list[str] = []
+    pending: list[bytes] = []
+    pending_charset = ""
+    last = 0
+
+    def flush() -> None:
+        if pending:
+            out.append(decode_text(b"".join(pending), pending_charset))
+            pending.clear()
+
+    for match in _WORD.finditer(value):
+        charset, encoding, text = match.groups()
+        data = _word_bytes(encoding, text)
+        if match.start() != last or data is None or charset.lower() != pending_charset:
+            flush()
+            out.append(value[last : match.start()])
+            if data is None:  # undecodable: keep the word as it is
+                out.append(match.group(0))
+                last = match.end()
+                continue
+        pending_charset = charset.lower()
+        pending.append(data)
+        last = match.end()
+    flush()
+    out.append(value[last:])
+    return "".join(out)
+
+
+def parse_header_block(raw: bytes) -> dict[str, str]:
+    """Header fields by lower-case name (the first occurrence wins), unfolded, with raw
+    8-bit values read as UTF-8 (else Latin-1). Encoded words are NOT decoded here (address
+    fields must be split first)."""
+    fields: dict[str, str] = {}
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    block = raw[: end if end >= 0 else _MAX_HEADER_BYTES][:_MAX_HEADER_BYTES]
+    name: str | None = None
+    chunks: list[bytes] = []
+
+    def store() -> None:
+        if name is not None and name not in fields:
+            value = b" ".join(chunks)[: _MAX_FIELD_CHARS * 4]
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                text = value.decode("latin-1")
+            fields[name] = " ".join(text.split())[:_MAX_FIELD_CHARS]
+
+    for line in block.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line[:1] in (b" ", b"\t"):
+            if name is not None:
+                chunks.append(line.strip())
+            continue
+        key, colon, value = line.partition(b":")
+        if not colon or not key or b" " in key.strip() or len(key) > 200:
+            continue  # not a header line (garbage); skip it
+        store()
+        name = key.strip().decode("ascii", "replace").lower()
+        chunks = [value.strip()]
+    store()
+    return fields
+
+
+def parse_addresses(value: str | None) -> tuple[Address, ...]:
+    """Addresses of an address header, leniently: names decoded, garbage skipped."""
+    if not value:
+        return ()
+    try:
+        pairs = getaddresses([value])
+    except Exception:  # the stdlib parser has raised on odd input in some versions
+        pairs = []
+    out = []
+    for name, email in pairs:
+        email = email.strip()
+        if not email:
+            continue
+        name = " ".join(decode_words(name).split())
+        out.append(Address(email=email, name=name or None))
+    return tuple(out)
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """An aware datetime from a Date header (no zone, or -0000, means UTC); None when the
+    header is missing or garbled."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """The `<id>` tokens of a Message-ID, In-Reply-To or References header."""
+    if not value:
+        return ()
+    found = tuple(_ANGLE_ID.findall(value))
+    if found or not value.strip():
+        return found
+    return (value.split()[0],)  # an id without angle brackets: keep the first word
+
+
+def decode_body(raw: bytes, encoding: str, charset: str | None) -> str:
+    """A text part's content: transfer encoding undone, charset decoded, never raising."""
+    return decode_text(decode_transfer(raw, encoding), charset)
+
+
+def decode_transfer(raw: bytes, encoding: str) -> bytes:
+    """Undo a Content-Transfer-Encoding (base64, quoted-printable); others pass through."""
+    encoding = encoding.lower().strip()
+    if encoding == "base64":
+        data = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+        data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
+        try:
+            return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+        except binascii.Error:
+            return b""
+    if encoding == "quoted-printable":
+        try:
+            return binascii.a2b_qp(raw)
+        except (binascii.Error, ValueError):
+            return raw
+    return raw

@@ -1,0 +1,466 @@
+"""The IMAP provider: search and read a mailbox through a small pool of logged-in sessions.
+
+Sessions come from the shared `ConnectionPool` (one task per session at a time; a session
+that failed mid-command is closed, one that got a NO/BAD is kept). The wire is in
+`_imap_wire.py`, parsing in `_imap_parse.py`/`_imap_fetch.py`, and every failure is mapped
+to an xcomm error by `_imap_errors.translate()` (its module docstring has the table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from xcomm._config import RetryPolicy, Timeout
+from xcomm._errors import (
+    CommunicationError,
+    ConfigurationError,
+    ProviderError,
+    ResponseTimeout,
+    ValidationError,
+)
+from xcomm._provider import ProviderContext
+from xcomm._retry import Limiter
+from xcomm.email._headers import decode_transfer
+from xcomm.email._imap_errors import translate
+from xcomm.email._imap_fetch import (
+    FETCH_ITEMS,
+    body_section,
+    messages_from_fetch,
+    part_content,
+    uid_set,
+)
+from xcomm.email._imap_parse import encode_folder, join_lines, parse_list
+from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery, criteria_of
+from xcomm.email._message import Folder, MessageView, ReceivedMessage
+from xcomm.email._pool import ConnectionPool, PoolStatistics
+from xcomm.email._query import EmailQuery
+from xcomm.email._smtp import plaintext_auth_allowed
+
+if TYPE_CHECKING:
+    from xcomm.email._imap_wire import IMAPSession
+
+__all__ = ["IMAPProvider"]
+
+T = TypeVar("T")
+
+
+class IMAPProvider(MailboxProvider):
+    """Read a mailbox over IMAP through a small pool of logged-in, encrypted connections.
+
+    Example:
+        ```python
+        async with CommManager() as comm:
+            imap = comm.imap("imap.example.com", username="me@example.com", password="...")
+            for message in await imap.search("UNSEEN"):
+                print(message.uid, message.sender, message.subject)
+                print(await message.text())
+        ```
+
+    TLS: `use_tls=True` (the default, port 993) is implicit TLS; with `use_tls=False`,
+    `start_tls=True` requires STARTTLS (a server without it raises `ConfigurationError`
+    before any credential is sent), `None` upgrades when offered and `False` never does.
+    Certificates are verified unless `validate_certs=False`. Credentials never cross an
+    unencrypted connection unless `allow_plaintext_auth=True` or the host is loopback.
+
+    Log in with `password=` (AUTHENTICATE PLAIN when offered, else LOGIN) or
+    `oauth_token=` (XOAUTH2; a string or an async callable returning a fresh token).
+    """
+
+    name = "imap"
+
+    def __init__(
+        self,
+        context: ProviderContext,
+        *,
+        limiter: Limiter | None,
+        retry: RetryPolicy | None = None,
+        host: str,
+        port: int = 993,
+        username: str,
+        password: str | None = None,
+        oauth_token: str | Callable[[], Awaitable[str]] | None = None,
+        use_tls: bool = True,
+        start_tls: bool | None = False,
+        tls_context: ssl.SSLContext | None = None,
+        validate_certs: bool = True,
+        folder: str = "INBOX",
+        pool_size: int = 2,
+        idle_timeout: float = 60.0,
+        batch_size: int = 100,
+        timeout: Timeout | float | None = None,
+        allow_plaintext_auth: bool = False,
+    ) -> None:
+        super().__init__(context, limiter=limiter, retry=retry)
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigurationError("IMAP provider: host must be a host name or address")
+        if not isinstance(username, str) or not username:
+            raise ConfigurationError("IMAP provider: username is required")
+        if (password is None) == (oauth_token is None):
+            raise ConfigurationError("IMAP provider: give password= or oauth_token= (one)")
+        if use_tls and start_tls:
+            raise ConfigurationError(
+                "IMAP provider: use_tls=True is implicit TLS already; use start_tls=True "
+                "with use_tls=False (usually port 143)"
+            )
+        if not (isinstance(batch_size, int) and 1 <= batch_size <= 1000):
+            raise ConfigurationError("IMAP provider: batch_size must be an int in 1..1000")
+        _check_folder(folder)
+        self.host, self.port, self.username, self.folder = host.strip(), port, username, folder
+        self.batch_size = batch_size
+        self._password, self._oauth_token = password, oauth_token
+        self._use_tls, self._start_tls = use_tls, start_tls
+        if tls_context is None:
+            tls_context = ssl.create_default_context()
+            if not validate_certs:
+                tls_context.check_hostname = False
+                tls_context.verify_mode = ssl.CERT_NONE
+        self._tls_context = tls_context
+        self._plaintext_ok = plaintext_auth_allowed(host, allow_plaintext_auth=allow_plaintext_auth)
+        self._timeout = context.timeout if timeout is None else Timeout.coerce(timeout)
+        self._server = f"{self.host}:{port}"
+        self._pool: ConnectionPool[IMAPSession] = ConnectionPool(
+            self._open,
+            provider=self.name,
+            clock=context.clock,
+            max_size=pool_size,
+            max_messages_per_connection=1 << 30,
+            idle_timeout=idle_timeout,
+            pool_timeout=self._timeout.pool,
+        )
+
+    def __repr__(self) -> str:
+        tls = (
+            "implicit"
+            if self._use_tls
+            else {True: "starttls", None: "opportunistic"}.get(self._start_tls, "off")
+        )
+        return (
+            f"IMAPProvider(host={self.host!r}, port={self.port}, "
+            f"username={self.username!r}, tls={tls!r})"
+        )
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the connection pool."""
+        return self._pool.statistics()
+
+    async def aclose(self) -> None:
+        """LOGOUT idle connections and close the pool. Idempotent."""
+        await super().aclose()
+        await self._pool.aclose()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _open(self) -> IMAPSession:
+        """A new logged-in session (the pool's opener); raises xcomm errors only."""
+        try:
+            from xcomm.email._imap_wire import open_session
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigurationError(
+                'IMAP needs aioimaplib: pip install "xcomm[imap]" (aioimaplib is GPL-3.0)'
+            ) from exc
+        phase = "connect"
+        session: IMAPSession | None = None
+        try:
+            async with asyncio.timeout(self._timeout.connect):
+                session, _ = await open_session(
+                    self.host,
+                    self.port,
+                    tls=self._tls_context if self._use_tls else None,
+                    server_hostname=self.host,
+                    connect_timeout=self._timeout.connect,
+                    timeout=self._timeout.read,
+                )
+                if not self._use_tls and self._start_tls is not False:
+                    phase = "starttls"
+                    if session.has("STARTTLS"):
+                        await session.starttls(self._tls_context, self.host)
+                    elif self._start_tls:
+                        raise ConfigurationError(
+                            f"{self._server} does not offer STARTTLS and start_tls=True "
+                            "requires it; nothing was sent"
+                        )
+                if session.protocol.state != "AUTH":
+                    phase = "auth"
+                    await self._login(session)
+            return session
+        except BaseException as exc:
+            if session is not None:
+                session.close()
+            if isinstance(exc, CommunicationError | ValidationError):
+                raise
+            if isinstance(exc, Exception):
+                raise translate(exc, phase=phase, server=self._server) from exc
+            raise
+
+    async def _login(self, session: IMAPSession) -> None:
+        if not session.encrypted and not self._plaintext_ok:
+            raise ConfigurationError(
+                f"refusing to send credentials to {self._server} over an unencrypted "
+                "connection; use use_tls=True, start_tls=True, or allow_plaintext_auth=True"
+            )
+        user = self.username
+        if self._oauth_token is not None:
+            token = self._oauth_token
+            value = token if isinstance(token, str) else await token()
+            sasl = f"user={user}\x01auth=Bearer {value}\x01\x01".encode()
+            await session.authenticate("XOAUTH2", sasl)
+        elif session.has("AUTH=PLAIN"):
+            assert self._password is not None
+            await session.authenticate("PLAIN", f"\0{user}\0{self._password}".encode())
+        else:
+            assert self._password is not None
+            await session.login(user, self._password)
+
+    async def _run(
+        self,
+        operation: str,
+        folder: str | None,
+        work: Callable[[IMAPSession], Awaitable[T]],
+        timeout: float | None = None,
+    ) -> T:
+        """`work(session)` on a pooled session with `folder` selected, through `_call`."""
+        from xcomm.email._imap_parse import encode_folder
+        from xcomm.email._imap_wire import IMAPReplyError, quote
+
+        async def attempt(_: int) -> T:
+            lease = await self._pool.checkout()
+            session = lease.conn
+            try:
+                if folder is not None and session.selected != folder:
+                    await session.select(folder, quote(encode_folder(folder)))
+                result = await work(session)
+                lease.reusable = True
+                return result
+            except IMAPReplyError as exc:
+                lease.reusable = session.alive  # a NO/BAD leaves the session usable
+                raise translate(exc, phase=operation, server=self._server) from exc
+            except Exception as exc:
+                raise translate(exc, phase=operation, server=self._server) from exc
+            finally:
+                await self._pool.checkin(lease)
+
+        if timeout is None:
+            result, _, _ = await self._call(operation, attempt)
+            return result
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                result, _, _ = await self._call(operation, attempt)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise ResponseTimeout(
+                f"{operation}() timed out after {timeout:g}s", provider=self.name
+            ) from exc
+        return result
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _search_uids(self, criteria: str, folder: str, timeout: float | None) -> list[int]:
+        async def work(session: IMAPSession) -> list[int]:
+            args = (criteria,) if criteria.isascii() else ("CHARSET", "UTF-8", criteria)
+            lines = await session.command("SEARCH", *args, prefix="UID")
+            return sorted({int(w) for line in lines for w in bytes(line).split() if w.isdigit()})
+
+        return await self._run("search", folder, work, timeout)
+
+    async def _fetch(
+        self, uids: list[int], folder: str, timeout: float | None
+    ) -> list[ReceivedMessage]:
+        async def work(session: IMAPSession) -> list[ReceivedMessage]:
+            lines = await session.command(
+                "FETCH", uid_set(uids), FETCH_ITEMS, prefix="UID", fetch=True
+            )
+            found = messages_from_fetch(
+                join_lines(lines), folder=folder, uid_validity=session.uid_validity
+            )
+            wanted = set(uids)
+            return sorted((m.bind(self) for m in found if m.uid in wanted), key=lambda m: m.uid)
+
+        return await self._run("fetch", folder, work, timeout)
+
+    async def search(
+        self,
+        query: str | SearchQuery = "ALL",
+        /,
+        *,
+        folder: str | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> list[ReceivedMessage]:
+        """Messages matching `query` (IMAP criteria such as `'UNSEEN FROM "bob"'`, or an
+        `EmailQuery`), oldest first; with `limit`, the newest `limit` of them.
+
+        A query with `matches(message)` also filters the fetched messages with it.
+        """
+        found = [m async for m in self._iter(query, folder, None, limit, timeout)]
+        if isinstance(query, EmailQuery):  # its own sort and limit, after the client filter
+            return query.sort_and_limit(found)  # type: ignore[type-var]
+        return found
+
+    def iter_search(
+        self,
+        query: str | SearchQuery = "ALL",
+        /,
+        *,
+        folder: str | None = None,
+        batch_size: int | None = None,
+    ) -> AsyncIterator[ReceivedMessage]:
+        """Like `search()`, but yields messages as each batch of `batch_size` UIDs arrives
+        (default: the provider's `batch_size`, 100)."""
+        return self._iter(query, folder, batch_size, None, None)
+
+    async def _iter(
+        self,
+        query: str | SearchQuery,
+        folder: str | None,
+        batch_size: int | None,
+        limit: int | None,
+        timeout: float | None,
+    ) -> AsyncIterator[ReceivedMessage]:
+        keep: Callable[[ReceivedMessage], Awaitable[bool]] | None = None
+        if isinstance(query, EmailQuery):
+            # The server runs what IMAP can express (a superset of the matches); the client
+            # checks the rest. A folder in the query is the mailbox to search.
+            plan = query.explain("imap")
+            criteria = str(plan.request) or "ALL"
+            if plan.folder is not None:
+                if folder is not None and folder != plan.folder:
+                    raise ValidationError(
+                        f"the query searches folder {plan.folder!r} but folder={folder!r} "
+                        "was given; use one of them"
+                    )
+                folder = plan.folder
+            if batch_size is not None and query.order:
+                raise ValidationError(
+                    "iter_search() streams in UID order; a sorted query needs search()"
+                )
+            keep = _client_check(plan.client, timeout)
+        else:
+            criteria = criteria_of(query)
+            matches = getattr(query, "matches", None) if not isinstance(query, str) else None
+            if matches is not None:
+
+                async def keep_matching(message: ReceivedMessage) -> bool:
+                    return bool(matches(message))
+
+                keep = keep_matching
+        size = self.batch_size if batch_size is None else batch_size
+        if not (isinstance(size, int) and size >= 1):
+            raise ValidationError("batch_size must be a positive int")
+        if limit is not None and not (isinstance(limit, int) and limit >= 0):
+            raise ValidationError("limit must be a non-negative int")
+        where = folder or self.folder
+        _check_folder(where)
+        uids = await self._search_uids(criteria, where, timeout)
+        if limit is not None:
+            uids = uids[len(uids) - limit :] if limit else []
+        for start in range(0, len(uids), size):
+            for message in await self._fetch(uids[start : start + size], where, timeout):
+                if keep is None or await keep(message):
+                    yield message
+
+    async def get(
+        self, uid: int, /, *, folder: str | None = None, timeout: float | None = None
+    ) -> ReceivedMessage | None:
+        """The message with UID `uid` in `folder` (default: the provider's), or None."""
+        if isinstance(uid, bool) or not isinstance(uid, int) or uid < 1:
+            raise ValidationError(f"uid must be a positive int, got {uid!r}")
+        where = folder or self.folder
+        _check_folder(where)
+        found = await self._fetch([uid], where, timeout)
+        return found[0] if found else None
+
+    async def fetch_part(
+        self,
+        message: ReceivedMessage,
+        section: str,
+        encoding: str,
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> bytes:
+        """One part of `message` (`BODY.PEEK[section]`: the \\Seen flag is left alone),
+        transfer encoding undone."""
+        item = body_section(section)
+
+        async def work(session: IMAPSession) -> bytes:
+            if message.uid_validity is not None and session.uid_validity not in (
+                None,
+                message.uid_validity,
+            ):
+                raise ProviderError(
+                    f"folder {message.folder!r} was recreated (UIDVALIDITY changed); search again",
+                    provider=self.name,
+                )
+            lines = await session.command("FETCH", str(message.uid), item, prefix="UID", fetch=True)
+            return part_content(join_lines(lines), section)
+
+        raw = await self._run("fetch", message.folder, work, timeout)
+        return decode_transfer(raw, encoding)
+
+    # -- folders -------------------------------------------------------------------------------
+
+    async def folders(self, *, timeout: float | None = None) -> list[Folder]:
+        """Every folder (LIST), names decoded from modified UTF-7."""
+
+        async def work(session: IMAPSession) -> list[Folder]:
+            lines = await session.command("LIST", '""', '"*"')
+            return [
+                Folder(name=name, delimiter=delimiter, flags=flags)
+                for flags, delimiter, name in parse_list(join_lines(lines))
+            ]
+
+        return await self._run("list", None, work, timeout)
+
+    async def create_folder(self, name: str, /, *, timeout: float | None = None) -> None:
+        """Create folder `name` (any Unicode; sent in modified UTF-7)."""
+        _check_folder(name)
+        from xcomm.email._imap_wire import quote
+
+        async def work(session: IMAPSession) -> None:
+            await session.command("CREATE", quote(encode_folder(name)))
+
+        await self._run("create", None, work, timeout)
+
+    async def select(self, folder: str, /, *, timeout: float | None = None) -> FolderStatus:
+        """Make `folder` the default for later calls; returns its message count."""
+        _check_folder(folder)
+        from xcomm.email._imap_wire import quote
+
+        async def work(session: IMAPSession) -> FolderStatus:
+            count = await session.select(folder, quote(encode_folder(folder)))
+            return FolderStatus(name=folder, messages=count, uid_validity=session.uid_validity)
+
+        status = await self._run("select", None, work, timeout)
+        self.folder = folder
+        return status
+
+
+def _check_folder(name: object) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in "\r\n\x00"):
+        raise ValidationError(
+            f"a folder name must be a non-empty string without CR/LF/NUL: {name!r}"
+        )
+
+
+def _client_check(
+    residual: EmailQuery | None, timeout: float | None
+) -> Callable[[ReceivedMessage], Awaitable[bool]] | None:
+    """What the client checks of an `EmailQuery` on each fetched message (None: nothing),
+    fetching the bodies only when the check reads them."""
+    if residual is None:
+        return None
+    reads_bodies = residual.reads_bodies()
+
+    async def keep(message: ReceivedMessage) -> bool:
+        if not reads_bodies:
+            return residual.matches(MessageView(message))
+        text = await message.text(timeout=timeout)
+        html = await message.html(timeout=timeout)
+        return residual.matches(MessageView(message, text=text, html=html))
+
+    return keep

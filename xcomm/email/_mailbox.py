@@ -1,0 +1,115 @@
+"""The reading side of email providers: search a mailbox, read messages, list folders.
+
+`EmailProvider` sends; `MailboxProvider` reads. IMAP implements it today; Gmail and Graph
+will implement the same methods, so code written against one mailbox works with another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from xcomm._errors import ValidationError
+from xcomm._provider import Provider
+from xcomm.email._message import Folder, ReceivedMessage
+
+__all__ = ["FolderStatus", "MailboxProvider", "SearchQuery", "criteria_of"]
+
+
+@runtime_checkable
+class SearchQuery(Protocol):
+    """Anything a mailbox can search with: `to_imap()` gives IMAP SEARCH criteria. When
+    the query also has `matches(message) -> bool`, fetched messages are filtered with it
+    (for conditions the server cannot evaluate exactly). `EmailQuery` is one."""
+
+    def to_imap(self) -> str: ...
+
+
+class FolderStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A folder as SELECT saw it: how many messages it holds and its UIDVALIDITY."""
+
+    name: str
+    messages: int = 0
+    uid_validity: int | None = None
+
+
+def criteria_of(query: str | SearchQuery) -> str:
+    """The IMAP criteria of `query`: the string itself, or `query.to_imap()`."""
+    if isinstance(query, str):
+        criteria = query.strip() or "ALL"
+    elif hasattr(query, "to_imap"):
+        criteria = str(query.to_imap()).strip() or "ALL"
+    else:
+        raise ValidationError(
+            "search criteria must be an IMAP criteria string (e.g. 'UNSEEN') or a query "
+            f"with to_imap(), such as EmailQuery; got {type(query).__name__}"
+        )
+    if any(c in criteria for c in "\r\n\x00"):
+        raise ValidationError("search criteria must not contain CR, LF or NUL")
+    return criteria
+
+
+class MailboxProvider(Provider):
+    """Base of providers that read a mailbox (IMAP today; Gmail and Graph later).
+
+    Subclasses implement the methods below with `Provider._call()`; each returns
+    `ReceivedMessage`s bound to the provider, so `await message.text()` works.
+    """
+
+    name = "mailbox"
+
+    async def search(
+        self,
+        query: str | SearchQuery = "ALL",
+        /,
+        *,
+        folder: str | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> list[ReceivedMessage]:
+        """Every message matching `query` in `folder` (the provider's folder when None),
+        oldest first; at most `limit` (the newest ones) when given."""
+        raise NotImplementedError
+
+    def iter_search(
+        self,
+        query: str | SearchQuery = "ALL",
+        /,
+        *,
+        folder: str | None = None,
+        batch_size: int | None = None,
+    ) -> AsyncIterator[ReceivedMessage]:
+        """Messages matching `query`, oldest first, fetched `batch_size` at a time."""
+        raise NotImplementedError
+
+    async def get(
+        self, uid: int, /, *, folder: str | None = None, timeout: float | None = None
+    ) -> ReceivedMessage | None:
+        """The message with this UID, or None when the folder has none."""
+        raise NotImplementedError
+
+    async def folders(self, *, timeout: float | None = None) -> list[Folder]:
+        """Every folder of the mailbox."""
+        raise NotImplementedError
+
+    async def create_folder(self, name: str, /, *, timeout: float | None = None) -> None:
+        """Create a folder (any Unicode name)."""
+        raise NotImplementedError
+
+    async def select(self, folder: str, /, *, timeout: float | None = None) -> FolderStatus:
+        """Make `folder` the default of later calls; returns what it holds."""
+        raise NotImplementedError
+
+    async def fetch_part(
+        self,
+        message: ReceivedMessage,
+        section: str,
+        encoding: str,
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> bytes:
+        """One part of `message`, transfer encoding undone (what `message.text()` uses)."""
+        raise NotImplementedError
