@@ -18,6 +18,7 @@ mixed                      only when there are attachments
 from __future__ import annotations
 
 import binascii
+import itertools
 import re
 import secrets
 from collections.abc import Iterable
@@ -397,9 +398,15 @@ def _body(message: EmailMessage) -> tuple[_Part, list[bytes]]:
     return body, seven
 
 
+# A boundary need not be secret, only absent from the message's own content (checked below):
+# a random prefix per process and a counter save a getrandom() system call per message.
+_BOUNDARY_PREFIX = "=_" + secrets.token_hex(8)
+_BOUNDARY_SEQUENCE = itertools.count()
+
+
 def _new_boundary(seven: list[bytes]) -> str:
     while True:
-        boundary = "=_" + secrets.token_hex(12)
+        boundary = f"{_BOUNDARY_PREFIX}.{next(_BOUNDARY_SEQUENCE):x}"
         needle = b"--" + boundary.encode("ascii")
         if not any(needle in body for body in seven):
             return boundary
