@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import respx
+from hypothesis import settings
 
 from xcomm import CommManager, RetryPolicy
+
+# CI runs the same generated examples every time (a red CI run must be reproducible, not a
+# new example found by chance); locally, hypothesis explores and remembers what failed.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.01, jitter=False)
 

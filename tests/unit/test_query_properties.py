@@ -10,6 +10,7 @@ evaluated with the same local semantics; so for every query and message:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -186,7 +187,7 @@ addresses = st.builds(
     st.sampled_from([None, "Ada", "Bob Café"]),
     st.sampled_from(["ada@example.com", "bob@x.org", "or@42.net"]),
 )
-messages = st.builds(
+_messages = st.builds(
     Msg,
     sender=st.none() | addresses,
     to=st.lists(addresses, max_size=2).map(tuple),
@@ -218,6 +219,18 @@ messages = st.builds(
     message_id=st.none() | st.sampled_from(["<a@x>", "b@y.example", "<A@x>"]),
     thread_id=st.none() | st.sampled_from(["t1", "t2"]),
 )
+
+
+def _consistent(message: Msg) -> Msg:
+    """Its Message-ID header and `message_id` agree, as on a real server (the IMAP form of
+    `message_id()` is a HEADER search)."""
+    pairs = [pair for pair in message.headers.pairs if pair[0].lower() != "message-id"]
+    if message.message_id is not None:
+        pairs.append(("Message-ID", message.message_id))
+    return dataclasses.replace(message, headers=Headers(tuple(pairs)))
+
+
+messages = _messages.map(_consistent)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
