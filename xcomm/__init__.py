@@ -19,6 +19,7 @@ from xcomm._errors import (
     ConnectionLost,
     ConnectTimeout,
     DeliveryUnknown,
+    FileAlreadyExists,
     LifecycleError,
     MessageError,
     OutboxError,
@@ -73,6 +74,7 @@ from xcomm.bulk import (
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
 from xcomm.email._imap import IMAPProvider
+from xcomm.email._imap_batch import FlagBatch
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
 from xcomm.email._message import AttachmentInfo, Folder, ReceivedMessage
 from xcomm.email._pool import PoolStatistics
@@ -107,6 +109,8 @@ __all__ = [
     "EmailMessage",
     "EmailProvider",
     "EmailQuery",
+    "FileAlreadyExists",
+    "FlagBatch",
     "Folder",
     "FolderStatus",
     "GlobalRateLimiter",

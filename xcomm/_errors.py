@@ -7,6 +7,7 @@ CommunicationError                      root of everything xcomm raises
 ├── ConfigurationError (+ValueError)    bad settings, unknown provider, missing extra/credentials
 ├── LifecycleError (+RuntimeError)      manager used before open / after close / opened twice
 ├── ValidationError (+ValueError)       bad input, raised before any byte leaves
+│   └── FileAlreadyExists (+FileExistsError)  a download would replace a file; .path
 ├── OutboxError                         the outbox storage failed (disk full, lock timeout)
 ├── ProviderError                       the provider answered "no"
 │   ├── AuthenticationError             credentials refused (HTTP 401/403, SMTP 535)
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "DeliveryUnknown",
+    "FileAlreadyExists",
     "LifecycleError",
     "MessageError",
     "OutboxError",
@@ -84,6 +86,20 @@ class LifecycleError(CommunicationError, RuntimeError):
 
 class ValidationError(CommunicationError, ValueError):
     """Bad input (address, header, attachment, payload), raised before any byte is sent."""
+
+
+class FileAlreadyExists(ValidationError, FileExistsError):
+    """Saving an attachment would replace an existing file; nothing was written over it.
+
+    `path` is the file in the way. Pass `overwrite=True` to replace it, or save elsewhere.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class OutboxError(CommunicationError):

@@ -234,8 +234,9 @@ def _wait_banner(port: int, process: subprocess.Popen[bytes], within: float = 10
     raise RuntimeError(f"dovecot does not greet on 127.0.0.1:{port} after {within}s")
 
 
-def start_dovecot(binary: Path, ca: trustme.CA) -> Dovecot:
-    """Write a config into a short temp dir, start `dovecot -F`, wait for `* OK`."""
+def start_dovecot(binary: Path, ca: trustme.CA, extra_config: str = "") -> Dovecot:
+    """Write a config into a short temp dir, start `dovecot -F`, wait for `* OK`.
+    `extra_config` is appended to the configuration (e.g. `imap_capability = ...`)."""
     d = Path(tempfile.mkdtemp(prefix="dc-", dir="/tmp"))
     d.chmod(0o755)
     cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -248,7 +249,7 @@ def start_dovecot(binary: Path, ca: trustme.CA) -> Dovecot:
     threading.Thread(target=introspection.serve_forever, daemon=True).start()
     port, tls_port = _free_port(), _free_port()
     conf = d / "dovecot.conf"
-    conf.write_text(_config(d, port, tls_port, introspection.server_address[1]))
+    conf.write_text(_config(d, port, tls_port, introspection.server_address[1]) + extra_config)
     with open(d / "stderr.log", "wb") as stderr:  # config errors, before log_path applies
         process = subprocess.Popen(
             [str(binary), "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=stderr
@@ -263,8 +264,8 @@ def start_dovecot(binary: Path, ca: trustme.CA) -> Dovecot:
     return server
 
 
-def dovecot_session(binary: Path, ca: trustme.CA) -> Iterator[Dovecot]:
-    server = start_dovecot(binary, ca)
+def dovecot_session(binary: Path, ca: trustme.CA, extra_config: str = "") -> Iterator[Dovecot]:
+    server = start_dovecot(binary, ca, extra_config)
     try:
         yield server
     finally:

@@ -24,6 +24,7 @@ from xcomm._errors import (
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
 from xcomm.email._headers import decode_transfer
+from xcomm.email._imap_actions import IMAPActions
 from xcomm.email._imap_errors import translate
 from xcomm.email._imap_fetch import (
     FETCH_ITEMS,
@@ -47,7 +48,7 @@ __all__ = ["IMAPProvider"]
 T = TypeVar("T")
 
 
-class IMAPProvider(MailboxProvider):
+class IMAPProvider(IMAPActions, MailboxProvider):
     """Read a mailbox over IMAP through a small pool of logged-in, encrypted connections.
 
     Example:
@@ -67,6 +68,9 @@ class IMAPProvider(MailboxProvider):
 
     Log in with `password=` (AUTHENTICATE PLAIN when offered, else LOGIN) or
     `oauth_token=` (XOAUTH2; a string or an async callable returning a fresh token).
+
+    Acting on messages (`set_flags`, `set_labels`, `copy`, `move`, `delete`, `batch_mode`)
+    is in `_imap_actions.py`.
     """
 
     name = "imap"

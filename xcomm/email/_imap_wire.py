@@ -192,6 +192,7 @@ class IMAPSession:
         self.selected: str | None = None
         self.uid_validity: int | None = None
         self.broken = False
+        self.last_status = b""  # the text of the last tagged OK (its response codes)
 
     @property
     def alive(self) -> bool:
@@ -232,6 +233,7 @@ class IMAPSession:
         lines: list[bytes] = response.lines
         if response.result != "OK":
             raise IMAPReplyError(" ".join(filter(None, (prefix, name))), response.result, lines[-1])
+        self.last_status = bytes(lines[-1])
         self._update_capabilities(lines[-1])
         return lines[:-1]
 

@@ -6,8 +6,9 @@ will implement the same methods, so code written against one mailbox works with 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -112,4 +113,78 @@ class MailboxProvider(Provider):
         timeout: float | None = None,
     ) -> bytes:
         """One part of `message`, transfer encoding undone (what `message.text()` uses)."""
+        raise NotImplementedError
+
+    # -- acting on messages (ReceivedMessage's actions call these) ----------------------------
+
+    async def set_flags(
+        self,
+        uids: int | Iterable[int],
+        /,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        folder: str | None = None,
+        uid_validity: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Add and remove flags (`\\Seen`, `\\Flagged`, ...) on messages of `folder`.
+        With `uid_validity`, nothing changes if the folder was recreated since."""
+        raise NotImplementedError
+
+    async def set_labels(
+        self,
+        uids: int | Iterable[int],
+        /,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        folder: str | None = None,
+        uid_validity: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Add and remove labels (IMAP: keywords; Gmail and Graph: labels, categories)."""
+        raise NotImplementedError
+
+    async def copy(
+        self,
+        uids: int | Iterable[int],
+        folder: str,
+        /,
+        *,
+        source: str | None = None,
+        uid_validity: int | None = None,
+        timeout: float | None = None,
+    ) -> dict[int, int]:
+        """Copy messages into `folder`; returns `{uid: new_uid}` when the server says."""
+        raise NotImplementedError
+
+    async def move(
+        self,
+        uids: int | Iterable[int],
+        folder: str,
+        /,
+        *,
+        source: str | None = None,
+        uid_validity: int | None = None,
+        timeout: float | None = None,
+    ) -> dict[int, int]:
+        """Move messages into `folder`; returns `{uid: new_uid}` when the server says."""
+        raise NotImplementedError
+
+    async def delete(
+        self,
+        uids: int | Iterable[int],
+        /,
+        *,
+        folder: str | None = None,
+        expunge: bool = True,
+        uid_validity: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Delete messages for good (not "move to Trash": use `move()` for that)."""
+        raise NotImplementedError
+
+    def batch_mode(self) -> AbstractAsyncContextManager[Any]:
+        """`async with mailbox.batch_mode():` send the block's flag changes together."""
         raise NotImplementedError

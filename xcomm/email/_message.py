@@ -15,6 +15,7 @@ import msgspec
 
 from xcomm._errors import LifecycleError
 from xcomm._models import Address
+from xcomm.email._message_actions import MessageActions
 
 if TYPE_CHECKING:
     from xcomm.email._mailbox import MailboxProvider
@@ -68,7 +69,7 @@ class PartRef(msgspec.Struct, frozen=True, kw_only=True):
     size: int = 0
 
 
-class ReceivedMessage(msgspec.Struct, frozen=True, kw_only=True, dict=True):
+class ReceivedMessage(msgspec.Struct, MessageActions, frozen=True, kw_only=True, dict=True):
     """A message in a mailbox. Headers and structure are read at search time; the text and
     HTML bodies are fetched only when asked for (`await message.text()`).
 
@@ -79,7 +80,13 @@ class ReceivedMessage(msgspec.Struct, frozen=True, kw_only=True, dict=True):
             if message.has_html:
                 html = await message.html()
             names = [a.filename for a in message.attachments]
+            await message.add_label("Boss")
+            await message.download_attachments("downloads/")
+            message = await message.mark_as_read()   # the same message, flags updated
         ```
+
+    It stays a frozen value: actions (`mark_as_read`, `add_label`, `move_to`, `delete`,
+    `download_attachments`, `reply`, `forward`, ...) are in `_message_actions.py`.
 
     Attributes:
         uid: the message's UID in `folder` (stable while `uid_validity` is unchanged).
