@@ -6,7 +6,7 @@ will implement the same methods, so code written against one mailbox works with 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -112,4 +112,21 @@ class MailboxProvider(Provider):
         timeout: float | None = None,
     ) -> bytes:
         """One part of `message`, transfer encoding undone (what `message.text()` uses)."""
+        raise NotImplementedError
+
+    def watch(
+        self,
+        query: str | SearchQuery | None = None,
+        *,
+        folder: str | None = None,
+        idle_timeout: float = 29 * 60,
+        poll_interval: float = 30.0,
+        since_uid: int | None = None,
+        include_existing: bool = False,
+        use_idle: bool = True,
+    ) -> AsyncGenerator[ReceivedMessage, None]:
+        """New messages matching `query` as they arrive, each once, oldest first; runs until
+        closed (`contextlib.aclosing()`), reconnecting on drops. `include_existing=True`
+        yields the folder's current messages first; `since_uid` starts after that UID.
+        Push (IMAP IDLE) when the provider has it, else a check every `poll_interval`."""
         raise NotImplementedError
