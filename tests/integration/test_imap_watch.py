@@ -19,6 +19,7 @@ from xcomm import (
     CommManager,
     EmailQuery,
     IMAPProvider,
+    LifecycleError,
     ProviderError,
     ReceivedMessage,
     RetryPolicy,
@@ -259,6 +260,20 @@ async def test_a_refused_login_on_reconnect_is_raised(
     assert connections(server, user) == 0
 
 
+async def test_a_closed_manager_ends_the_watch(
+    dovecot: Dovecot, user: str, client_tls: ssl.SSLContext
+) -> None:
+    dovecot.append(user, simple("one"))
+    async with CommManager(timeout=TIMEOUT, retry=RETRY) as comm:
+        imap = comm.imap("localhost", dovecot.tls_port, username=user,
+                         password=dovecot.password, tls_context=client_tls)  # fmt: skip
+        messages = imap.watch(include_existing=True)
+        await take(messages, 1)
+    with pytest.raises(LifecycleError, match="closed"):
+        await anext(messages)
+    await eventually(lambda: connections(dovecot, user) == 0)
+
+
 async def test_errors_that_reconnecting_cannot_fix_are_raised(imap: IMAPProvider) -> None:
     async with aclosing(imap.watch(folder="No such folder")) as messages:
         with pytest.raises(ProviderError, match="SELECT"):
@@ -384,3 +399,15 @@ async def test_a_no_pushed_while_idling_reconnects_instead_of_spinning(
     assert sum(line.upper().endswith(b'SELECT "INBOX"') for line in seen) == 2
     assert comm.metrics.get_stats("imap", "watch").successful == 2
     assert any("Internal error" in r.message for r in caplog.records if r.levelname == "WARNING")
+
+
+async def test_an_idle_the_server_refuses_is_raised(comm: CommManager) -> None:
+    uids, seen = [1], []
+    greeting = b"* PREAUTH [CAPABILITY IMAP4rev1 IDLE] says IDLE, refuses it"
+    async with scripted(greeting, mailbox_server(uids, seen)) as port:
+        imap = comm.imap("127.0.0.1", port, username="u", password="p", use_tls=False)
+        async with aclosing(imap.watch()) as messages:
+            with pytest.raises(ProviderError, match="IDLE") as caught:
+                await take(messages, 1)
+    assert caught.value.error_code == "BAD"
+    assert seen[-1].endswith(b"LOGOUT")  # the session stayed usable for a clean LOGOUT
