@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from xcomm._config import RetryPolicy, Timeout
@@ -442,6 +442,33 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         status = await self._run("select", None, work, timeout)
         self.folder = folder
         return status
+
+    # -- monitoring ----------------------------------------------------------------------------
+
+    def watch(
+        self,
+        query: str | SearchQuery | None = None,
+        *,
+        folder: str | None = None,
+        idle_timeout: float = 29 * 60,
+        poll_interval: float = 30.0,
+        since_uid: int | None = None,
+        include_existing: bool = False,
+        use_idle: bool = True,
+    ) -> AsyncGenerator[ReceivedMessage, None]:
+        """New messages of `folder` (matching `query`, if given) as they arrive, each once,
+        in UID order, over a dedicated connection: IDLE (re-issued every `idle_timeout`
+        seconds), or a check every `poll_interval` seconds when the server lacks IDLE or
+        `use_idle=False`. Reconnects with backoff; see `docs/monitoring.md`.
+
+        Starts after the newest message, or after `since_uid`; `include_existing=True`
+        yields what the folder holds first. Close it with `contextlib.aclosing()`.
+        """
+        from xcomm.email._imap_watch import start_watch
+
+        return start_watch(self, query, folder=folder, idle_timeout=idle_timeout,
+                           poll_interval=poll_interval, since_uid=since_uid,
+                           include_existing=include_existing, use_idle=use_idle)  # fmt: skip
 
 
 def _check_folder(name: object) -> None:

@@ -11,6 +11,7 @@ module adds, in a subclass:
   server send `+ <base64 JSON error>` and wait: aioimaplib never answers, so the login
   hangs until a timeout; answering makes the server say `NO [AUTHENTICATIONFAILED]`;
 - **dropped connections**: pending commands fail at once (aioimaplib leaves them waiting);
+- a hook for commands that handle `+` themselves (`continued()`: IDLE, in `_imap_idle.py`);
 - linear FETCH parsing (aioimaplib rescans every line of the response after each new
   line, and recurses once per line); the greeting read without a background task.
 
@@ -44,6 +45,7 @@ from aioimaplib.aioimaplib import (
 __all__ = ["IMAPReplyError", "IMAPSession", "open_session", "quote"]
 
 _CODE = re.compile(rb"^\[([A-Z-]+)")
+_UID_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
 _CAPS = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
 
 
@@ -143,6 +145,9 @@ class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
                 self.challenges.append(line[1:].strip())
             self.transport.write((reply or b"") + CRLF)
             return
+        if command is not None and hasattr(command, "continued"):  # IDLE: `_imap_idle.py`
+            command.continued()
+            return
         super()._continuation(line)
 
     def _handle_responses(
@@ -191,6 +196,7 @@ class IMAPSession:
         self.capabilities: set[str] = set()
         self.selected: str | None = None
         self.uid_validity: int | None = None
+        self.uid_next: int | None = None  # from the last SELECT, when the server said it
         self.broken = False
         self.last_status = b""  # the text of the last tagged OK (its response codes)
 
@@ -298,14 +304,16 @@ class IMAPSession:
             self.protocol.state = AUTH  # a failed SELECT leaves no folder selected
             raise
         self.protocol.state = SELECTED
-        exists, validity = 0, None
+        exists, validity, uid_next = 0, None, None
         for line in lines:
             if line.endswith(b" EXISTS") and line[:-7].isdigit():
                 exists = int(line[:-7])
-            found = re.search(rb"\[UIDVALIDITY (\d+)\]", line)
-            if found:
-                validity = int(found.group(1))
-        self.selected, self.uid_validity = folder, validity
+            found = _UID_CODE.search(line)
+            if found and found.group(1) == b"UIDVALIDITY":
+                validity = int(found.group(2))
+            elif found:
+                uid_next = int(found.group(2))
+        self.selected, self.uid_validity, self.uid_next = folder, validity, uid_next
         return exists
 
     def close(self) -> None:

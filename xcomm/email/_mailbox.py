@@ -6,7 +6,7 @@ will implement the same methods, so code written against one mailbox works with 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -187,4 +187,21 @@ class MailboxProvider(Provider):
 
     def batch_mode(self) -> AbstractAsyncContextManager[Any]:
         """`async with mailbox.batch_mode():` send the block's flag changes together."""
+        raise NotImplementedError
+
+    def watch(
+        self,
+        query: str | SearchQuery | None = None,
+        *,
+        folder: str | None = None,
+        idle_timeout: float = 29 * 60,
+        poll_interval: float = 30.0,
+        since_uid: int | None = None,
+        include_existing: bool = False,
+        use_idle: bool = True,
+    ) -> AsyncGenerator[ReceivedMessage, None]:
+        """New messages matching `query` as they arrive, each once, oldest first; runs until
+        closed (`contextlib.aclosing()`), reconnecting on drops. `include_existing=True`
+        yields the folder's current messages first; `since_uid` starts after that UID.
+        Push (IMAP IDLE) when the provider has it, else a check every `poll_interval`."""
         raise NotImplementedError
