@@ -34,8 +34,9 @@ from xcomm.email._imap_fetch import (
     uid_set,
 )
 from xcomm.email._imap_parse import encode_folder, join_lines, parse_list
-from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery, criteria_of
-from xcomm.email._message import Folder, MessageView, ReceivedMessage
+from xcomm.email._imap_plan import check_folder, plan_search
+from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
+from xcomm.email._message import Folder, ReceivedMessage
 from xcomm.email._pool import ConnectionPool, PoolStatistics
 from xcomm.email._query import EmailQuery
 from xcomm.email._smtp import plaintext_auth_allowed
@@ -111,7 +112,7 @@ class IMAPProvider(IMAPActions, MailboxProvider):
             )
         if not (isinstance(batch_size, int) and 1 <= batch_size <= 1000):
             raise ConfigurationError("IMAP provider: batch_size must be an int in 1..1000")
-        _check_folder(folder)
+        check_folder(folder)
         self.host, self.port, self.username, self.folder = host.strip(), port, username, folder
         self.batch_size = batch_size
         self._password, self._oauth_token = password, oauth_token
@@ -325,40 +326,18 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         limit: int | None,
         timeout: float | None,
     ) -> AsyncIterator[ReceivedMessage]:
-        keep: Callable[[ReceivedMessage], Awaitable[bool]] | None = None
-        if isinstance(query, EmailQuery):
-            # The server runs what IMAP can express (a superset of the matches); the client
-            # checks the rest. A folder in the query is the mailbox to search.
-            plan = query.explain("imap")
-            criteria = str(plan.request) or "ALL"
-            if plan.folder is not None:
-                if folder is not None and folder != plan.folder:
-                    raise ValidationError(
-                        f"the query searches folder {plan.folder!r} but folder={folder!r} "
-                        "was given; use one of them"
-                    )
-                folder = plan.folder
-            if batch_size is not None and query.order:
-                raise ValidationError(
-                    "iter_search() streams in UID order; a sorted query needs search()"
-                )
-            keep = _client_check(plan.client, timeout)
-        else:
-            criteria = criteria_of(query)
-            matches = getattr(query, "matches", None) if not isinstance(query, str) else None
-            if matches is not None:
-
-                async def keep_matching(message: ReceivedMessage) -> bool:
-                    return bool(matches(message))
-
-                keep = keep_matching
+        if batch_size is not None and isinstance(query, EmailQuery) and query.order:
+            raise ValidationError(
+                "iter_search() streams in UID order; a sorted query needs search()"
+            )
+        criteria, where, keep = plan_search(
+            query, folder=folder, default_folder=self.folder, timeout=timeout
+        )
         size = self.batch_size if batch_size is None else batch_size
         if not (isinstance(size, int) and size >= 1):
             raise ValidationError("batch_size must be a positive int")
         if limit is not None and not (isinstance(limit, int) and limit >= 0):
             raise ValidationError("limit must be a non-negative int")
-        where = folder or self.folder
-        _check_folder(where)
         uids = await self._search_uids(criteria, where, timeout)
         if limit is not None:
             uids = uids[len(uids) - limit :] if limit else []
@@ -374,7 +353,7 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         if isinstance(uid, bool) or not isinstance(uid, int) or uid < 1:
             raise ValidationError(f"uid must be a positive int, got {uid!r}")
         where = folder or self.folder
-        _check_folder(where)
+        check_folder(where)
         found = await self._fetch([uid], where, timeout)
         return found[0] if found else None
 
@@ -422,7 +401,7 @@ class IMAPProvider(IMAPActions, MailboxProvider):
 
     async def create_folder(self, name: str, /, *, timeout: float | None = None) -> None:
         """Create folder `name` (any Unicode; sent in modified UTF-7)."""
-        _check_folder(name)
+        check_folder(name)
         from xcomm.email._imap_wire import quote
 
         async def work(session: IMAPSession) -> None:
@@ -432,7 +411,7 @@ class IMAPProvider(IMAPActions, MailboxProvider):
 
     async def select(self, folder: str, /, *, timeout: float | None = None) -> FolderStatus:
         """Make `folder` the default for later calls; returns its message count."""
-        _check_folder(folder)
+        check_folder(folder)
         from xcomm.email._imap_wire import quote
 
         async def work(session: IMAPSession) -> FolderStatus:
@@ -469,29 +448,3 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         return start_watch(self, query, folder=folder, idle_timeout=idle_timeout,
                            poll_interval=poll_interval, since_uid=since_uid,
                            include_existing=include_existing, use_idle=use_idle)  # fmt: skip
-
-
-def _check_folder(name: object) -> None:
-    if not isinstance(name, str) or not name or any(c in name for c in "\r\n\x00"):
-        raise ValidationError(
-            f"a folder name must be a non-empty string without CR/LF/NUL: {name!r}"
-        )
-
-
-def _client_check(
-    residual: EmailQuery | None, timeout: float | None
-) -> Callable[[ReceivedMessage], Awaitable[bool]] | None:
-    """What the client checks of an `EmailQuery` on each fetched message (None: nothing),
-    fetching the bodies only when the check reads them."""
-    if residual is None:
-        return None
-    reads_bodies = residual.reads_bodies()
-
-    async def keep(message: ReceivedMessage) -> bool:
-        if not reads_bodies:
-            return residual.matches(MessageView(message))
-        text = await message.text(timeout=timeout)
-        html = await message.html(timeout=timeout)
-        return residual.matches(MessageView(message, text=text, html=html))
-
-    return keep

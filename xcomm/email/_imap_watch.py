@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from xcomm._errors import (
@@ -46,11 +46,11 @@ from xcomm._errors import (
     TransportError,
     ValidationError,
 )
-from xcomm.email._imap import _check_folder, _client_check
 from xcomm.email._imap_errors import translate
 from xcomm.email._imap_fetch import FETCH_ITEMS, messages_from_fetch, uid_set
 from xcomm.email._imap_parse import encode_folder, join_lines
-from xcomm.email._mailbox import SearchQuery, criteria_of
+from xcomm.email._imap_plan import Keep, plan_search
+from xcomm.email._mailbox import SearchQuery
 from xcomm.email._message import ReceivedMessage
 from xcomm.email._query import EmailQuery
 
@@ -61,8 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["start_watch"]
 
 logger = logging.getLogger("xcomm.email.imap.watch")
-
-Keep = Callable[[ReceivedMessage], Awaitable[bool]]
 
 
 def start_watch(
@@ -77,35 +75,13 @@ def start_watch(
     use_idle: bool,
 ) -> AsyncGenerator[ReceivedMessage, None]:
     """Check the arguments and plan the query now; the generator connects when iterated."""
-    keep: Keep | None = None
-    if query is None:
-        criteria = "ALL"
-    elif isinstance(query, EmailQuery):
-        if query.order or query.max_results is not None:
-            raise ValidationError(
-                "watch() yields messages as they arrive: drop sort_by()/limit() from the query"
-            )
-        plan = query.explain("imap")
-        criteria = str(plan.request) or "ALL"
-        if plan.folder is not None:
-            if folder is not None and folder != plan.folder:
-                raise ValidationError(
-                    f"the query watches folder {plan.folder!r} but folder={folder!r} "
-                    "was given; use one of them"
-                )
-            folder = plan.folder
-        keep = _client_check(plan.client, None)
-    else:
-        criteria = criteria_of(query)
-        matches = getattr(query, "matches", None) if not isinstance(query, str) else None
-        if matches is not None:
-
-            async def keep_matching(message: ReceivedMessage) -> bool:
-                return bool(matches(message))
-
-            keep = keep_matching
-    where = folder or provider.folder
-    _check_folder(where)
+    if isinstance(query, EmailQuery) and (query.order or query.max_results is not None):
+        raise ValidationError(
+            "watch() yields messages as they arrive: drop sort_by()/limit() from the query"
+        )
+    criteria, where, keep = plan_search(
+        query, folder=folder, default_folder=provider.folder, timeout=None, what="watches"
+    )
     for name, value in (("idle_timeout", idle_timeout), ("poll_interval", poll_interval)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ValidationError(f"{name} must be a positive number of seconds, got {value!r}")
