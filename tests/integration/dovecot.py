@@ -220,6 +220,12 @@ service imap-login {{
 """
 
 
+def server_environment() -> dict[str, str]:
+    """Dovecot's environment: TZ=UTC, so SEARCH SINCE/BEFORE compare the internal date's UTC
+    day (as `EmailQuery.matches()` does); Dovecot imports TZ into its children by default."""
+    return {**os.environ, "TZ": "UTC"}
+
+
 def _wait_banner(port: int, process: subprocess.Popen[bytes], within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -252,7 +258,10 @@ def start_dovecot(binary: Path, ca: trustme.CA, extra_config: str = "") -> Dovec
     conf.write_text(_config(d, port, tls_port, introspection.server_address[1]) + extra_config)
     with open(d / "stderr.log", "wb") as stderr:  # config errors, before log_path applies
         process = subprocess.Popen(
-            [str(binary), "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=stderr
+            [str(binary), "-F", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=server_environment(),
         )
     server = Dovecot("127.0.0.1", port, tls_port, d, process, _introspection=introspection)
     try:

@@ -203,7 +203,8 @@ class ReceivedMessage(msgspec.Struct, MessageActions, frozen=True, kw_only=True,
 
 
 class _Headers:
-    """`HeaderLookup` over a message's headers (lower-case names, first occurrence)."""
+    """`HeaderLookup` over a message's headers (lower-case names, first occurrence), values
+    decoded from RFC 2047 as the protocol says (IMAP SEARCH HEADER/TEXT match decoded text)."""
 
     __slots__ = ("_headers",)
 
@@ -211,11 +212,15 @@ class _Headers:
         self._headers = headers
 
     def get_all(self, name: str, /) -> list[str] | None:
+        from xcomm.email._headers import decode_words
+
         value = self._headers.get(name.lower())
-        return None if value is None else [value]
+        return None if value is None else [decode_words(value)]
 
     def items(self) -> list[tuple[str, str]]:
-        return list(self._headers.items())
+        from xcomm.email._headers import decode_words
+
+        return [(name, decode_words(value)) for name, value in self._headers.items()]
 
 
 class MessageView:

@@ -4,10 +4,12 @@ The provider-side compilers return a *superset* of what `matches()` accepts wher
 express a condition exactly, and the provider filters the candidates with `matches()`; so this
 module is the reference meaning of every condition:
 
-- FROM / TO / CC / SUBJECT / BODY / TEXT / HEADER: case-insensitive substring (Unicode
-  `str.casefold`). Addresses are matched against their rendering `Name <addr>` (or `addr`),
-  joined with `", "` when there are several. BODY looks in the text and HTML bodies; TEXT also
-  looks in every header line `Name: value`. `HEADER name ""` holds when the header is present.
+- FROM / TO / CC / SUBJECT / BODY / TEXT / HEADER: case-insensitive substring with the
+  `i;unicode-casemap` collation of RFC 5051/5255 (`_casemap.py`: simple titlecase, then
+  decomposition; so "CAFE" is in "café", but "ss" is not in "ß"). Addresses are matched
+  against their rendering `Name <addr>` (or `addr`), joined with `", "` when there are
+  several. BODY looks in the text and HTML bodies; TEXT also looks in every header line
+  `Name: value`. `HEADER name ""` holds when the header is present.
 - SINCE / BEFORE (received): the message's internal date converted to UTC, taken as a day;
   SINCE is `>=`, BEFORE is `<`. (An IMAP server compares in its own timezone: run it in UTC.)
 - SENTSINCE / SENTBEFORE: the Date header's day *as written in it* (its own offset), which is
@@ -25,6 +27,7 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from xcomm._models import Address
+from xcomm.email._casemap import casemap
 from xcomm.email._query_ast import (
     And,
     AttachmentName,
@@ -116,7 +119,7 @@ class QueryableMessage(Protocol):
 
 
 def _has(haystack: str | None, needle: str) -> bool:
-    return haystack is not None and needle.casefold() in haystack.casefold()
+    return haystack is not None and casemap(needle) in casemap(haystack)
 
 
 def _addresses(values: Iterable[Address | str | None]) -> str:
