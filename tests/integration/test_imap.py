@@ -295,6 +295,23 @@ async def test_an_email_query_runs_on_the_server_and_the_rest_on_the_client(
         [m async for m in imap.iter_search(billing.sort_by("date"), batch_size=10)]
 
 
+async def test_bodies_read_in_bulk_match_the_lazy_ones_without_a_round_trip_each(
+    comm: CommManager, imap: IMAPProvider, dovecot: Dovecot, user: str
+) -> None:
+    dovecot.append(user, RICH)  # multipart/alternative: text 1.1, html 1.2
+    dovecot.append(user, simple("Plain", body="just text"))  # single part: text 1
+    dovecot.append(user, b"From: a@example.com\r\nSubject: empty\r\n\r\n")
+    lazy = {m.uid: (await m.text(), await m.html()) for m in await imap.search("ALL")}
+    comm.metrics.reset()
+    bulk = await imap.search("ALL", bodies=True)
+    fetches = comm.metrics.get_stats("imap", "fetch").total
+    assert fetches == 1  # one batch: headers, then one FETCH per layout of parts, one session
+    assert {m.uid: (await m.text(), await m.html()) for m in bulk} == lazy
+    assert comm.metrics.get_stats("imap", "fetch").total == fetches  # no fetch per body
+    assert lazy[bulk[0].uid][0].startswith("Café au lait")
+    assert [(await m.text()) for m in bulk[1:]] == ["just text\r\n", ""]
+
+
 async def test_a_bad_criteria_string_is_the_servers_error(imap: IMAPProvider) -> None:
     with pytest.raises(ProviderError) as caught:
         await imap.search("NOSUCHKEY 1")

@@ -28,7 +28,10 @@ from xcomm.email._imap_actions import IMAPActions
 from xcomm.email._imap_errors import translate
 from xcomm.email._imap_fetch import (
     FETCH_ITEMS,
+    body_groups,
+    body_items,
     body_section,
+    fill_bodies,
     messages_from_fetch,
     part_content,
     uid_set,
@@ -273,7 +276,7 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         return await self._run("search", folder, work, timeout)
 
     async def _fetch(
-        self, uids: list[int], folder: str, timeout: float | None
+        self, uids: list[int], folder: str, timeout: float | None, *, bodies: bool = False
     ) -> list[ReceivedMessage]:
         async def work(session: IMAPSession) -> list[ReceivedMessage]:
             lines = await session.command(
@@ -283,7 +286,18 @@ class IMAPProvider(IMAPActions, MailboxProvider):
                 join_lines(lines), folder=folder, uid_validity=session.uid_validity
             )
             wanted = set(uids)
-            return sorted((m.bind(self) for m in found if m.uid in wanted), key=lambda m: m.uid)
+            batch = sorted((m.bind(self) for m in found if m.uid in wanted), key=lambda m: m.uid)
+            if bodies:  # one FETCH per layout of parts, not two round trips per message
+                for sections, group in body_groups(batch).items():
+                    lines = await session.command(
+                        "FETCH",
+                        uid_set([m.uid for m in group]),
+                        body_items(sections),
+                        prefix="UID",
+                        fetch=True,
+                    )
+                    fill_bodies(join_lines(lines), group)
+            return batch
 
         return await self._run("fetch", folder, work, timeout)
 
@@ -294,14 +308,17 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         *,
         folder: str | None = None,
         limit: int | None = None,
+        bodies: bool = False,
         timeout: float | None = None,
     ) -> list[ReceivedMessage]:
         """Messages matching `query` (IMAP criteria such as `'UNSEEN FROM "bob"'`, or an
         `EmailQuery`), oldest first; with `limit`, the newest `limit` of them.
 
         A query with `matches(message)` also filters the fetched messages with it.
+        `bodies=True` reads every message's text and HTML in the same batches (a few FETCH
+        commands per batch instead of a round trip per `text()`/`html()` call).
         """
-        found = [m async for m in self._iter(query, folder, None, limit, timeout)]
+        found = [m async for m in self._iter(query, folder, None, limit, timeout, bodies)]
         if isinstance(query, EmailQuery):  # its own sort and limit, after the client filter
             return query.sort_and_limit(found)  # type: ignore[type-var]
         return found
@@ -313,10 +330,11 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         *,
         folder: str | None = None,
         batch_size: int | None = None,
+        bodies: bool = False,
     ) -> AsyncIterator[ReceivedMessage]:
         """Like `search()`, but yields messages as each batch of `batch_size` UIDs arrives
         (default: the provider's `batch_size`, 100)."""
-        return self._iter(query, folder, batch_size, None, None)
+        return self._iter(query, folder, batch_size, None, None, bodies)
 
     async def _iter(
         self,
@@ -325,6 +343,7 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         batch_size: int | None,
         limit: int | None,
         timeout: float | None,
+        bodies: bool = False,
     ) -> AsyncIterator[ReceivedMessage]:
         if batch_size is not None and isinstance(query, EmailQuery) and query.order:
             raise ValidationError(
@@ -342,7 +361,8 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         if limit is not None:
             uids = uids[len(uids) - limit :] if limit else []
         for start in range(0, len(uids), size):
-            for message in await self._fetch(uids[start : start + size], where, timeout):
+            batch = uids[start : start + size]
+            for message in await self._fetch(batch, where, timeout, bodies=bodies):
                 if keep is None or await keep(message):
                     yield message
 

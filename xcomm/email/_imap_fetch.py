@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from xcomm.email._headers import (
+    decode_text,
+    decode_transfer,
     decode_words,
     message_ids,
     parse_addresses,
@@ -21,7 +23,15 @@ from xcomm.email._headers import (
 from xcomm.email._imap_parse import Token, body_parts, fetch_records, parse_bodystructure
 from xcomm.email._message import AttachmentInfo, PartRef, ReceivedMessage
 
-__all__ = ["FETCH_ITEMS", "body_section", "messages_from_fetch", "uid_set"]
+__all__ = [
+    "FETCH_ITEMS",
+    "body_groups",
+    "body_items",
+    "body_section",
+    "fill_bodies",
+    "messages_from_fetch",
+    "uid_set",
+]
 
 FETCH_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER])"
 _SECTION = re.compile(r"^\d+(?:\.\d+)*$")
@@ -146,3 +156,42 @@ def part_content(data: bytes, section: str) -> bytes:
         if isinstance(value, bytes):
             return value
     return b""
+
+
+def body_groups(
+    messages: list[ReceivedMessage],
+) -> dict[tuple[str, ...], list[ReceivedMessage]]:
+    """Messages whose text/HTML bodies are not read yet, grouped by the part numbers to fetch:
+    one `UID FETCH` per group reads the bodies of a whole batch (`search(bodies=True)`)."""
+    groups: dict[tuple[str, ...], list[ReceivedMessage]] = {}
+    for message in messages:
+        sections = tuple(
+            part.section
+            for part in (message.text_part, message.html_part)
+            if part is not None and _SECTION.match(part.section)
+        )
+        if sections:
+            groups.setdefault(sections, []).append(message)
+    return groups
+
+
+def body_items(sections: tuple[str, ...]) -> str:
+    """The FETCH items for those parts: `(BODY.PEEK[1.1] BODY.PEEK[1.2])`."""
+    return "(" + " ".join(f"BODY.PEEK[{section}]" for section in sections) + ")"
+
+
+def fill_bodies(data: bytes, messages: list[ReceivedMessage]) -> None:
+    """Decode the bodies a group FETCH returned into each message's cache (what `text()` and
+    `html()` would have fetched one by one)."""
+    by_uid = {message.uid: message for message in messages}
+    for record in fetch_records(data):
+        message = by_uid.get(_int(record.get("UID")))
+        if message is None:
+            continue
+        for kind, part in (("text", message.text_part), ("html", message.html_part)):
+            if part is None:
+                continue
+            raw = record.get(f"BODY[{part.section}]")
+            if isinstance(raw, bytes):
+                body = decode_text(decode_transfer(raw, part.encoding), part.charset)
+                message.cache_body(kind, body)

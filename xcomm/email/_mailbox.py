@@ -68,10 +68,12 @@ class MailboxProvider(Provider):
         *,
         folder: str | None = None,
         limit: int | None = None,
+        bodies: bool = False,
         timeout: float | None = None,
     ) -> list[ReceivedMessage]:
         """Every message matching `query` in `folder` (the provider's folder when None),
-        oldest first; at most `limit` (the newest ones) when given."""
+        oldest first; at most `limit` (the newest ones) when given. `bodies=True` reads the
+        text and HTML bodies with the messages instead of on first `text()`/`html()`."""
         raise NotImplementedError
 
     def iter_search(
@@ -81,6 +83,7 @@ class MailboxProvider(Provider):
         *,
         folder: str | None = None,
         batch_size: int | None = None,
+        bodies: bool = False,
     ) -> AsyncIterator[ReceivedMessage]:
         """Messages matching `query`, oldest first, fetched `batch_size` at a time."""
         raise NotImplementedError

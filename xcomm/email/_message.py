@@ -177,6 +177,11 @@ class ReceivedMessage(msgspec.Struct, MessageActions, frozen=True, kw_only=True,
             self, attachment.section, attachment.encoding, timeout=timeout
         )
 
+    def cache_body(self, kind: str, value: str) -> None:
+        """Keep a body the provider fetched in bulk (`search(bodies=True)`), so `text()` or
+        `html()` returns it without a round trip. `kind` is "text" or "html"."""
+        self.__dict__[f"_{kind}"] = value
+
     async def _body(self, kind: str, part: PartRef | None, timeout: float | None) -> str:
         cache: dict[str, Any] = self.__dict__
         if part is None:
