@@ -21,6 +21,7 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
 from botocore.exceptions import ClientError
+from conftest import free_port
 
 from xcomm import (
     AuthenticationError,
@@ -28,6 +29,7 @@ from xcomm import (
     ConfigurationError,
     ConnectError,
     MessageError,
+    RateLimit,
     RateLimitError,
     ResponseTimeout,
     RetryPolicy,
@@ -190,8 +192,6 @@ async def test_bulk_campaign_through_ses_lands_in_moto(comm: CommManager, moto: 
 
 
 async def test_connection_refused_is_connect_error(comm: CommManager) -> None:
-    from conftest import free_port
-
     ses = ses_on(comm, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ConnectError):
         await ses.send_message("ada@example.org", "hi", "body")
@@ -308,8 +308,9 @@ async def test_no_answer_in_time_is_delivery_unknown(
             await ses.send_message("ada@example.org", "hi", "body")
 
 
+@pytest.mark.parametrize("rate_limit", [None, RateLimit(rate=1, per=1.0)])
 async def test_send_quota_and_apply_quota(
-    comm: CommManager, stub: Callable[[Handler], Awaitable[str]]
+    comm: CommManager, stub: Callable[[Handler], Awaitable[str]], rate_limit: RateLimit | None
 ) -> None:
     async def account(request: web.Request) -> web.Response:
         assert request.path == "/v2/email/account"
@@ -327,7 +328,7 @@ async def test_send_quota_and_apply_quota(
             }
         )
 
-    ses = ses_on(comm, await stub(account))
+    ses = ses_on(comm, await stub(account), rate_limit=rate_limit)
     assert ses.daily_cap is None
     quota = await ses.apply_quota()
     assert quota == SendQuota(
@@ -340,6 +341,7 @@ async def test_send_quota_and_apply_quota(
     assert quota.remaining == 48800.0 and ses.daily_cap == 50000
     [stats] = [v for k, v in comm.limiters.statistics().items() if k.startswith("ses:")]
     assert (stats.rate, stats.per) == (14.0, 1.0)
+    assert ses.limiter is not None
     # the bulk planner takes the cap as a number
     assert comm.create_bulk_sender(ses, daily_cap=ses.daily_cap) is not None
 

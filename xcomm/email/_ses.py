@@ -286,7 +286,7 @@ class SESProvider(EmailProvider):
                 raise translate(exc, operation="GetAccount") from exc
             return SendQuota.from_account(answer)
 
-        quota, _, _ = await self._call("get_account", attempt, cost=0.0)
+        quota, _, _ = await self._call("get_account", attempt)
         self._quota = quota
         return quota
 
