@@ -414,3 +414,29 @@ def test_transport_errors() -> None:
     assert isinstance(translate(bx.NoCredentialsError()), ConfigurationError)
     assert isinstance(translate(bx.NoRegionError()), ConfigurationError)
     assert isinstance(translate(bx.ParamValidationError(report="Invalid type")), ValidationError)
+
+
+async def test_send_timeout_while_waiting_for_ses_is_delivery_unknown(
+    comm: CommManager, stub: Callable[[Handler], Awaitable[str]]
+) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)
+        return web.json_response({"MessageId": "late"})
+
+    ses = ses_on(comm, await stub(slow))
+    with pytest.raises(ResponseTimeout, match="may have been accepted"):
+        await ses.send_message("ada@example.org", "hi", "body", timeout=0.2)
+
+
+async def test_a_worker_rebuilds_the_provider_from_its_spec(
+    moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    async with CommManager(retry=FAST, outbox="memory://") as app:
+        spec = app.ses(REGION, endpoint_url=moto, sender=SENDER, tags={"c": "1"}).spec()
+    async with CommManager(retry=FAST, outbox="memory://") as worker:
+        rebuilt = worker.provider_for(spec)
+        assert isinstance(rebuilt, SESProvider) and rebuilt.spec() == spec
+        await rebuilt.send_message("ada@example.org", "from a worker", "body")
+    assert len(await raw_sent(moto)) == 1
