@@ -82,6 +82,7 @@ from xcomm.email._query import EmailQuery, SortOrder
 from xcomm.email._query_imap import ImapSearch
 from xcomm.email._query_match import QueryableMessage
 from xcomm.email._query_plan import QueryPlan
+from xcomm.email._ses import SendQuota, SESProvider
 from xcomm.email._smtp import SMTPProvider
 
 __all__ = [
@@ -145,8 +146,10 @@ __all__ = [
     "RequestNotSent",
     "ResponseTimeout",
     "RetryPolicy",
+    "SESProvider",
     "SMTPProvider",
     "SearchQuery",
+    "SendQuota",
     "SendResult",
     "ServiceUnavailable",
     "SortOrder",

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from xcomm.bulk._scheduler import DripCampaign, Scheduler
     from xcomm.email._base import EmailProvider
     from xcomm.email._imap import IMAPProvider
+    from xcomm.email._ses import SESProvider
     from xcomm.email._smtp import SMTPProvider
 
 __all__ = ["CommManager"]
@@ -429,6 +430,58 @@ class CommManager:
         self._register(provider)
         return provider
 
+    def ses(
+        self,
+        region: str | None = None,
+        *,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        sender: str | Address | None = None,
+        configuration_set: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        max_connections: int = 20,
+        timeout: Timeout | float | None = None,
+        rate_limit: RateLimit | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> SESProvider:
+        """An Amazon SES (API v2) provider. See `docs/providers/ses.md`.
+
+        Needs the `xcomm[aws]` extra (aiobotocore). Credentials and region come from the
+        standard AWS chain (environment, `profile`, shared files, role) unless given here;
+        the client opens on first use. `rate_limit` (a `RateLimit`, or messages per minute)
+        applies to this account and region; `await ses.apply_quota()` sets it from the
+        account's `MaxSendRate` instead.
+        """
+        self._require_open("create an SES provider")
+        from xcomm.email._ses import SESProvider
+
+        who = access_key_id or (f"profile:{profile}" if profile else "")
+        digest = hashlib.sha256(who.encode()).hexdigest()[:16]
+        account = f"ses:{region or 'default'}:{digest}"
+        provider = SESProvider(
+            self._context(),
+            limiter=self._limiter("ses", account, rate_limit),
+            relimit=lambda limit: self._limiter("ses", account, limit),
+            account=account,
+            retry=retry,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            profile=profile,
+            endpoint_url=endpoint_url,
+            sender=sender,
+            configuration_set=configuration_set,
+            tags=tags,
+            max_connections=max_connections,
+            timeout=timeout,
+        )
+        self._register(provider)
+        return provider
+
     @overload
     def email(self, provider: Literal["imap"], /, **config: Any) -> IMAPProvider: ...
 
@@ -438,11 +491,12 @@ class CommManager:
     def email(self, provider: str, /, **config: Any) -> EmailProvider | IMAPProvider:
         """An email provider by name with its own settings: `comm.email("smtp", host=...)`.
 
-        Sending providers ("smtp") share one API (`compose()`, `send()`, `send_message()`);
+        Sending providers ("smtp", "ses") share one API (`compose()`, `send()`, `send_message()`);
         reading providers ("imap") share another (`search()`, `get()`, `folders()`).
         """
         factories: dict[str, Callable[..., EmailProvider | IMAPProvider]] = {
             "smtp": self.smtp,
+            "ses": self.ses,
             "imap": self.imap,
         }
         factory = factories.get(provider.lower() if isinstance(provider, str) else provider)

@@ -254,9 +254,11 @@ async def queue_message(provider: EmailProvider, message: EmailMessage, at: floa
 
 
 def quota_key(provider: EmailProvider) -> str:
-    """The account a daily cap counts against: kind, user, host and port of the provider."""
+    """The account a daily cap counts against: kind, user, host and port of the provider
+    (for SES: profile and region)."""
     spec = provider.spec()
-    user, host, port = spec.get("username") or "", spec.get("host") or "", spec.get("port") or ""
+    user = spec.get("username") or spec.get("profile") or ""
+    host, port = spec.get("host") or spec.get("region") or "", spec.get("port") or ""
     return f"{spec.get('kind') or provider.name}:{user}@{host}:{port}"
 
 
