@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -442,3 +443,19 @@ def test_token_struct_round_trips_through_msgspec() -> None:
 
     token = Token(access_token="a", refresh_token="r", expires_at=1.5)
     assert msgspec.json.decode(msgspec.json.encode(token), type=Token) == token
+
+
+async def test_token_manager_persists_through_its_store(
+    comm: CommManager, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    from xcomm.auth import FileTokenStore
+
+    route = router.post(GOOGLE_TOKEN_URI).respond(200, json=GOOGLE_OK)
+    store = FileTokenStore(tmp_path / "tok.json", encryption_key=FileTokenStore.generate_key())
+    first = TokenManager(RefreshGrant(comm.oauth(GOOGLE), "1//r"), store=store)
+    assert await first.token() == GOOGLE_OK["access_token"]
+    second = TokenManager(RefreshGrant(comm.oauth(GOOGLE), "1//r"), store=store)
+    assert await second.token() == GOOGLE_OK["access_token"]
+    assert route.call_count == 1  # the second process-to-be read the stored, still valid token
+    stored = await store.load()
+    assert stored is not None and stored.refresh_token == "1//r"
