@@ -62,6 +62,7 @@ from xcomm._templates import (
 )
 from xcomm._version import __version__
 from xcomm._webhook import WebhookProvider
+from xcomm.auth import FileTokenStore, OAuthClient, OAuthEndpoint, Token, TokenManager
 from xcomm.bulk import (
     BulkSender,
     CampaignFailed,
@@ -111,6 +112,7 @@ __all__ = [
     "EmailProvider",
     "EmailQuery",
     "FileAlreadyExists",
+    "FileTokenStore",
     "FlagBatch",
     "Folder",
     "FolderStatus",
@@ -124,6 +126,8 @@ __all__ = [
     "MessageError",
     "MetricsCollector",
     "MonotonicClock",
+    "OAuthClient",
+    "OAuthEndpoint",
     "Operation",
     "OperationStats",
     "OutboxError",
@@ -157,7 +161,9 @@ __all__ = [
     "Template",
     "TemplateError",
     "Timeout",
+    "Token",
     "TokenBucket",
+    "TokenManager",
     "TransportError",
     "UnsubscribeSigner",
     "ValidationError",

@@ -1,4 +1,4 @@
-"""The `xcomm` command: `demo`, `campaign run|status|resume`, `worker`; one `_add_*` each.
+"""The `xcomm` command: `demo`, `campaign ...`, `worker`, `auth gmail|outlook`; one `_add_*` each.
 
 Run it as `xcomm ...` (installed script) or `python -m xcomm ...`.
 """
@@ -261,6 +261,78 @@ def _add_worker(commands: Commands) -> None:
     parser.set_defaults(handler=_run_worker)
 
 
+def _run_auth(args: argparse.Namespace) -> int:
+    from xcomm.auth._commands import auth_gmail, auth_outlook
+
+    options = {
+        "token_file": args.token_file,
+        "scopes": args.scopes,
+        "open_browser": args.browser,
+        "port": args.port,
+        "timeout": args.timeout,
+    }
+    if args.service == "gmail":
+        return auth_gmail(args.client_secrets, **options)
+    return auth_outlook(args.client_id, tenant=args.tenant, **options)
+
+
+def _add_auth(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "auth",
+        help="sign in to Gmail or Outlook in a browser and save a refresh token",
+        description=(
+            "Open the provider's sign-in page, catch the redirect on 127.0.0.1 (PKCE), and "
+            "save an authorized-user token file (mode 0600). See docs/auth.md for creating "
+            "the OAuth client. Exit status: 0 saved, 1 refused or timed out, 2 bad settings."
+        ),
+    )
+    services = parser.add_subparsers(title="services", metavar="SERVICE", dest="service")
+    gmail = services.add_parser("gmail", help="Google: needs the OAuth client file")
+    gmail.add_argument(
+        "--client-secrets",
+        required=True,
+        metavar="FILE",
+        help="the OAuth client JSON ('Desktop app') from the Google Cloud console",
+    )
+    outlook = services.add_parser("outlook", help="Microsoft 365 / Outlook.com via Entra")
+    outlook.add_argument("--client-id", required=True, metavar="ID", help="the app's client id")
+    outlook.add_argument(
+        "--tenant",
+        default="common",
+        metavar="TENANT",
+        help="tenant id or domain, or common/organizations/consumers (default: common)",
+    )
+    for sub, default in ((gmail, "gmail-token.json"), (outlook, "outlook-token.json")):
+        sub.add_argument(
+            "--token-file",
+            default=default,
+            metavar="PATH",
+            help=f"where to save the token (default: {default})",
+        )
+        sub.add_argument("--scopes", nargs="+", default=None, metavar="SCOPE", help="scopes")
+        sub.add_argument(
+            "--no-browser",
+            dest="browser",
+            action="store_false",
+            help="only print the URL (to open it on another machine, forward the port)",
+        )
+        sub.add_argument("--port", type=int, default=0, help="local port (default: any free)")
+        sub.add_argument(
+            "--timeout",
+            type=_positive_float,
+            default=300.0,
+            metavar="SECONDS",
+            help="how long to wait for the sign-in (default: 300)",
+        )
+        sub.set_defaults(handler=_run_auth)
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(handler=usage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -277,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_campaign(commands)
     _add_worker(commands)
+    _add_auth(commands)
     return parser
 
 

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 import httpx
 import msgspec
@@ -40,6 +41,7 @@ from xcomm._logging import redact, redact_url
 from xcomm._provider import Provider
 
 __all__ = [
+    "HttpAuth",
     "HttpProvider",
     "map_status",
     "map_transport_error",
@@ -248,11 +250,26 @@ def map_transport_error(
     return None
 
 
+class HttpAuth(Protocol):
+    """How a provider authenticates its requests (an `xcomm.auth.TokenManager`).
+
+    `apply()` runs before every attempt (sets `Authorization`); after a 401,
+    `on_unauthorized()` refreshes the credentials and returns True to retry once.
+    """
+
+    async def apply(self, request: httpx.Request) -> None: ...
+
+    async def on_unauthorized(self, request: httpx.Request) -> bool: ...
+
+
 class HttpProvider(Provider):
     """Base of REST providers: `_request()` is their only way onto the network."""
 
     #: Per-provider override of the manager's timeouts (None: the manager's).
     _timeout: Timeout | None = None
+    #: Request authentication: a 401 refreshes it and the request is retried once; a second
+    #: 401 raises AuthenticationError. None sends requests as built.
+    auth: HttpAuth | None = None
 
     def _classify(self, response: httpx.Response, *, idempotent: bool) -> ProviderError | None:
         """Map a response to an error; providers override to read their own error bodies."""
@@ -274,7 +291,9 @@ class HttpProvider(Provider):
             effective = Timeout.coerce(timeout)
         request.extensions["timeout"] = to_httpx_timeout(effective).as_dict()
 
-        async def attempt(number: int) -> httpx.Response:
+        reauthorized = False
+
+        async def send(number: int) -> httpx.Response:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s %s attempt=%d headers=%s",
@@ -298,6 +317,19 @@ class HttpProvider(Provider):
                     f"{self.name}: the shared HTTP client is closed; use the provider inside "
                     "its CommManager's `async with` block"
                 ) from exc
+            return response
+
+        async def attempt(number: int) -> httpx.Response:
+            nonlocal reauthorized
+            auth = self.auth
+            if auth is not None:
+                await auth.apply(request)
+            response = await send(number)
+            if response.status_code == 401 and auth is not None and not reauthorized:
+                reauthorized = True  # one refresh and one retry per call, never a loop
+                if await auth.on_unauthorized(request):
+                    await auth.apply(request)
+                    response = await send(number)
             pause = rate_limit_pause(response.headers)
             if pause and self._limiter is not None:
                 self._limiter.penalize(pause)

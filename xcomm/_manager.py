@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from xcomm._models import Address
     from xcomm._templates import Template, UnsubscribeSigner
     from xcomm._webhook import WebhookProvider
+    from xcomm.auth import OAuthClient, OAuthEndpoint
     from xcomm.bulk import BulkSender, CampaignResult, Suppressions
     from xcomm.bulk._run import ProgressCallback
     from xcomm.bulk._scheduler import DripCampaign, Scheduler
@@ -538,6 +539,31 @@ class CommManager:
         )
         self._register(provider)
         return provider
+
+    def oauth(
+        self,
+        client: OAuthClient | None = None,
+        *,
+        rate_limit: RateLimit | float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> OAuthEndpoint:
+        """A client of `client`'s token endpoint, on the shared pipeline (see docs/auth.md).
+
+        `client` may be omitted when only `service_account_token()` is used (the key file
+        names its own token endpoint).
+        """
+        self._require_open("create an OAuth endpoint")
+        from xcomm.auth import OAuthEndpoint
+
+        account = f"oauth:{client.token_uri}:{client.client_id}" if client else "oauth"
+        endpoint = OAuthEndpoint(
+            self._context(),
+            limiter=self._limiter("oauth", account, rate_limit),
+            client=client,
+            retry=retry,
+        )
+        self._register(endpoint)
+        return endpoint
 
     def create_bulk_sender(
         self,
