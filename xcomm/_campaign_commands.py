@@ -414,15 +414,34 @@ def worker(
         _error(err, str(exc))
         code = EXIT_FAILED
     finally:
-        failed = _stop_children(children, stop=stopped or code != EXIT_OK or not until_idle)
+        # A terminal's Ctrl-C reaches every process of the group: give the children a moment
+        # to stop on their own (and say so) before a SIGTERM cuts them short.
+        failed = _stop_children(
+            children,
+            stop=stopped or code != EXIT_OK or not until_idle,
+            grace=_CTRL_C_GRACE if code == EXIT_INTERRUPTED else 0.0,
+        )
     if failed and code == EXIT_OK:
         _error(err, f"{failed} of {len(children)} worker processes failed")
         return EXIT_FAILED
     return code
 
 
-def _stop_children(children: list[subprocess.Popen[bytes]], *, stop: bool) -> int:
-    """Wait for the children (after SIGTERM when `stop`); how many exited with an error."""
+_CTRL_C_GRACE = 5.0
+
+
+def _stop_children(
+    children: list[subprocess.Popen[bytes]], *, stop: bool, grace: float = 0.0
+) -> int:
+    """Wait for the children (after SIGTERM when `stop`, once `grace` seconds have passed
+    for them to exit by themselves); how many exited with an error."""
+    deadline = time.monotonic() + grace
+    try:
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:  # a second Ctrl-C: no more grace
+        pass
     if stop:
         for child in children:
             if child.poll() is None:
