@@ -38,7 +38,7 @@ services:
 # CI installs '.[all,dev]' and must stay lean, and a published `xcomm[bench]` would offer users
 # other projects' libraries. Only `make bench` installs them, into the same virtualenv; the
 # stamp is redone when the virtualenv is. (Quoted: an unquoted `>=` is a shell redirection.)
-BENCH_PEERS := 'fastapi-mail>=1.6.8' 'apprise>=2.2.0'
+BENCH_PEERS := 'fastapi-mail>=1.6.8' 'apprise>=2.2.0' 'twilio>=9.13'
 
 $(VENV)/.bench-peers: $(STAMP)
 	$(PY) -m pip install -q $(BENCH_PEERS)
