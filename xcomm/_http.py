@@ -81,6 +81,7 @@ def _timeout_extension(timeout: Timeout) -> dict[str, float | None]:
 
 
 _json_encoder = msgspec.json.Encoder()
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def encode_json(value: object) -> bytes:
@@ -369,9 +370,17 @@ class HttpProvider(Provider):
     ) -> httpx.Request:
         """An `httpx.Request` from prepared parts: a cached URL and headers from `_headers()`.
 
-        `Host` and `Content-Length` are added by httpx; the timeout is set by `_request()`.
+        Adds `Host` and `Content-Length` as `httpx.Request(content=...)` would, at a third of
+        its cost (the body is known, so httpx's content encoding is skipped). The timeout is
+        set by `_request()`.
         """
-        return httpx.Request(method, url, headers=headers, content=content)
+        request = httpx.Request(method, url, headers=headers, stream=httpx.ByteStream(content))
+        if "host" not in headers:
+            request.headers["Host"] = url.netloc.decode("ascii")
+        if content or request.method in _BODY_METHODS:
+            request.headers["Content-Length"] = str(len(content))
+        request.read()  # `request.content` is available, as for any built request
+        return request
 
 
 def merge_headers(*parts: Mapping[str, str] | None) -> dict[str, str]:
