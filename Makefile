@@ -34,12 +34,12 @@ format: $(STAMP)
 services:
 	bash benchmarks/install_postfix_tools.sh
 
-# The Python peers bench_bulk and bench_imap compare xcomm with. Not in pyproject.toml, not
-# even as an extra: CI installs '.[all,dev]' and must stay lean, and a published `xcomm[bench]`
-# would offer users other projects' libraries. Only `make bench` installs them, into the same
-# virtualenv; the stamp is redone when the virtualenv is. (Quoted: an unquoted `>=` is a shell
-# redirection.)
-BENCH_PEERS := 'fastapi-mail>=1.6.8' 'apprise>=2.2.0' 'imap-tools>=1.16.0'
+# The Python peers bench_bulk, bench_imap and bench_http compare xcomm with. Not in
+# pyproject.toml, not even as an extra: CI installs '.[all,dev]' and must stay lean, and a
+# published `xcomm[bench]` would offer users other projects' libraries. Only `make bench`
+# installs them, into the same virtualenv; the stamp is redone when the virtualenv is.
+# (Quoted: an unquoted `>=` is a shell redirection.)
+BENCH_PEERS := 'fastapi-mail>=1.6.8' 'apprise>=2.2.0' 'imap-tools>=1.16.0' 'twilio>=9.13'
 
 $(VENV)/.bench-peers: $(STAMP)
 	$(PY) -m pip install -q $(BENCH_PEERS)

@@ -84,8 +84,11 @@ class CommManager:
             `"webhook"`), by account key, or `"global"` for one bucket every call passes.
             Numbers are messages per minute.
         retry: the default `RetryPolicy`; each provider may override it.
-        transport: the httpx transport under the shared client (tests pass
-            `httpx.MockTransport`; a faster transport slots in here without touching providers).
+        transport: the HTTP pool every REST provider sends through: an httpx transport
+            (tests pass `httpx.MockTransport`), or `"aiohttp"` / `"httpx"` to pick a built-in
+            one. Default: `$XCOMM_HTTP_TRANSPORT` if set, else `"aiohttp"` when aiohttp is
+            installed (`xcomm[fast]`), else `"httpx"`. Built-in ones get `limits`; a transport
+            you pass brings its own. See "The HTTP pool" in `docs/concepts.md`.
         clock: the time source for limiters and retry sleeps (tests pass a `FakeClock`).
         metrics: a collector to feed (a new one by default).
         outbox: where campaigns are tracked: a path or `sqlite:///...` URL (SQLite, WAL),
@@ -103,7 +106,7 @@ class CommManager:
         limits: Limits = DEFAULT_LIMITS,
         rate_limits: Mapping[str, RateLimit | float] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | Literal["aiohttp", "httpx"] | None = None,
         clock: Clock | None = None,
         metrics: MetricsCollector | None = None,
         outbox: str | os.PathLike[str] | OutboxStore | None = None,
@@ -114,14 +117,20 @@ class CommManager:
             raise ConfigurationError(
                 f"retry must be an xcomm.RetryPolicy, got {type(retry).__name__}"
             )
-        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+        if transport is None:
+            transport = _transport_from_env()
+        if transport is not None and not (
+            isinstance(transport, httpx.AsyncBaseTransport) or transport in _TRANSPORTS
+        ):
             raise ConfigurationError(
-                "transport must be an httpx.AsyncBaseTransport (for example httpx.MockTransport)"
+                "transport must be 'aiohttp', 'httpx' or an httpx.AsyncBaseTransport "
+                "(for example httpx.MockTransport)"
             )
         self._timeout = Timeout.coerce(timeout)
         self._limits = limits
         self._retry = retry
-        self._transport = transport
+        self._transport_choice = transport
+        self._transport: httpx.AsyncBaseTransport | None = None
         self._clock: Clock = clock or MONOTONIC
         self._metrics = metrics or MetricsCollector()
         self._limiters = GlobalRateLimiter(clock=self._clock)
@@ -155,24 +164,23 @@ class CommManager:
         self._state = _State.OPEN
         try:
             async with contextlib.AsyncExitStack() as stack:
+                transport = _make_transport(self._transport_choice, self._limits)
+                # The client owns (and closes) the transport; providers drive the transport
+                # directly and `comm.http` shares its pool.
                 self._http = await stack.enter_async_context(
                     httpx.AsyncClient(
                         timeout=to_httpx_timeout(self._timeout),
-                        limits=httpx.Limits(
-                            max_connections=self._limits.max_connections,
-                            max_keepalive_connections=self._limits.max_keepalive_connections,
-                            keepalive_expiry=self._limits.keepalive_expiry,
-                        ),
-                        transport=self._transport,
+                        transport=transport,
                         headers={"User-Agent": _user_agent()},
                         follow_redirects=False,
                     )
                 )
+                self._transport = transport
                 stack.push_async_callback(self._close_providers)
                 self._stack = stack.pop_all()
         except BaseException:
             self._state = _State.CLOSED
-            self._http = None
+            self._http = self._transport = None
             raise
         return self
 
@@ -184,7 +192,7 @@ class CommManager:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
-        self._http = None
+        self._http = self._transport = None
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -245,10 +253,21 @@ class CommManager:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The shared HTTP client (only while the manager is open)."""
+        """An httpx client on the shared HTTP pool, for your own requests (while open).
+
+        It shares the providers' transport (and so their connections and limits), but
+        providers do not go through it: its cookies and event hooks do not reach them.
+        """
         self._require_open("use comm.http")
         assert self._http is not None
         return self._http
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The HTTP pool every REST provider sends through (only while open)."""
+        self._require_open("use comm.transport")
+        assert self._transport is not None
+        return self._transport
 
     @property
     def limiters(self) -> GlobalRateLimiter:
@@ -283,6 +302,8 @@ class CommManager:
             clock=self._clock,
             timeout=self._timeout,
             outbox=self.outbox,
+            transport=self._transport,
+            headers=tuple(self._http.headers.items()),
         )
 
     def _limiter(
@@ -760,6 +781,49 @@ def _secret_from_env(name: str, what: str) -> str:
             f"{what} is read from the environment variable {name}, which is not set"
         )
     return value
+
+
+_TRANSPORTS = ("aiohttp", "httpx")
+TRANSPORT_ENV = "XCOMM_HTTP_TRANSPORT"
+
+
+def _transport_from_env() -> Literal["aiohttp", "httpx"] | None:
+    value = os.environ.get(TRANSPORT_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value == "aiohttp":
+        return "aiohttp"
+    if value == "httpx":
+        return "httpx"
+    raise ConfigurationError(f"{TRANSPORT_ENV} must be 'aiohttp', 'httpx' or 'auto', not {value!r}")
+
+
+def _have_aiohttp() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _make_transport(
+    choice: httpx.AsyncBaseTransport | Literal["aiohttp", "httpx"] | None, limits: Limits
+) -> httpx.AsyncBaseTransport:
+    """The manager's HTTP pool: the given transport, or a built-in one with `limits`."""
+    if isinstance(choice, httpx.AsyncBaseTransport):
+        return choice
+    if choice is None:
+        choice = "aiohttp" if _have_aiohttp() else "httpx"
+    pool_limits = httpx.Limits(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+    )
+    if choice == "aiohttp":
+        from xcomm.transports import AiohttpTransport
+
+        return AiohttpTransport(limits=pool_limits)
+    return httpx.AsyncHTTPTransport(limits=pool_limits, trust_env=True)
 
 
 def _user_agent() -> str:

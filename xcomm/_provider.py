@@ -42,6 +42,10 @@ class ProviderContext:
     clock: Clock
     timeout: Timeout
     outbox: Callable[[], Awaitable[OutboxStore]] | None = None  # the manager's, opened lazily
+    #: The HTTP pool: the transport under `http`, which `HttpProvider` drives directly.
+    transport: httpx.AsyncBaseTransport | None = None
+    #: The headers every HTTP request carries (User-Agent, Accept, Accept-Encoding).
+    headers: tuple[tuple[str, str], ...] | None = None
 
 
 class Provider:

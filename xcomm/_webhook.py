@@ -85,7 +85,17 @@ class WebhookProvider(HttpProvider):
                 f"webhook method must be one of {sorted(_ALLOWED_METHODS)}, got {method!r}"
             )
         self._method = method
-        self._headers = _check_headers(headers)
+        self._extra_headers = _check_headers(headers)
+        try:
+            self._http_url = httpx.URL(self._url)
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(
+                f"webhook url cannot be used ({exc}); check its host and port"
+            ) from exc
+        self._base_headers = self._headers(
+            {"Content-Type": "application/json", "Accept": "application/json, */*"},
+            self._extra_headers,
+        )
         self._idempotency_header = idempotency_header
         if timeout is not None:
             self._timeout = Timeout.coerce(timeout)
@@ -118,16 +128,10 @@ class WebhookProvider(HttpProvider):
         if idempotency_key is not None:
             check_header_value(self._idempotency_header, idempotency_key)
             extra[self._idempotency_header] = idempotency_key
-        request = self._context.http.build_request(
-            self._method,
-            self._url,
-            content=body,
-            headers=merge_headers(
-                {"Content-Type": "application/json", "Accept": "application/json, */*"},
-                self._headers,
-                extra,
-            ),
-        )
+        request_headers = self._base_headers
+        if extra:
+            request_headers = httpx.Headers(merge_headers(dict(self._base_headers), extra))
+        request = self._build_request(self._method, self._http_url, request_headers, body)
         response, attempts, duration = await self._request(
             "send",
             request,

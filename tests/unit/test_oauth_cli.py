@@ -46,7 +46,12 @@ def test_bad_tenant_is_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert "tenant" in capsys.readouterr().err
 
 
-async def test_sign_in_saves_an_authorized_user_file(tmp_path: Path) -> None:
+async def test_sign_in_saves_an_authorized_user_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sign_in makes its own manager: respx's global mock patches httpx's own transport, so
+    # that manager must use it rather than the aiohttp pool it would pick by default.
+    monkeypatch.setenv("XCOMM_HTTP_TRANSPORT", "httpx")
     client = OAuthClient.google("cid", client_secret="GOCSPX-s")
     token_file = tmp_path / "token.json"
     out, err = io.StringIO(), io.StringIO()

@@ -58,6 +58,8 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
 
 # httpx (the client above us) already writes these; aiohttp must not add its own versions.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+#: Bodies up to this size, with a Content-Length, are read before the response is returned.
+_EAGER_BODY_LIMIT = 256 * 1024
 _HTTP_VERSIONS: dict[tuple[int, ...], bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
 
 
@@ -215,14 +217,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 )
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise _translate(exc, request) from exc
+            extensions = {
+                "http_version": _HTTP_VERSIONS.get(tuple(response.version or ()), b"HTTP/1.1"),
+                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
+            }
+            length = response.content_length
+            if length is not None and length <= _EAGER_BODY_LIMIT:
+                # A small body of known length (any API reply) is read here, at once: the
+                # response comes back already read, with no stream left to drive or close.
+                try:
+                    body = await response.read()
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise _translate(exc, request) from exc
+                finally:
+                    response.release()
+                    release()
+                return httpx.Response(
+                    status_code=response.status,
+                    headers=list(response.raw_headers),
+                    content=body,
+                    extensions=extensions,
+                )
             return httpx.Response(
                 status_code=response.status,
                 headers=list(response.raw_headers),
                 stream=_ResponseStream(response, release, request),
-                extensions={
-                    "http_version": _HTTP_VERSIONS.get(tuple(response.version or ()), b"HTTP/1.1"),
-                    "reason_phrase": (response.reason or "").encode("ascii", "replace"),
-                },
+                extensions=extensions,
             )
         except BaseException:
             release()
