@@ -312,6 +312,18 @@ async def test_bodies_read_in_bulk_match_the_lazy_ones_without_a_round_trip_each
     assert [(await m.text()) for m in bulk[1:]] == ["just text\r\n", ""]
 
 
+async def test_get_finds_mail_that_arrived_after_the_session_selected_the_folder(
+    imap: IMAPProvider, dovecot: Dovecot, user: str
+) -> None:
+    first = dovecot.append(user, simple("First"))
+    assert [m.uid for m in await imap.search("ALL")] == [first]  # the session selects INBOX
+    later = dovecot.append(user, simple("Later"))  # another client delivers
+    message = await imap.get(later)
+    assert message is not None and message.subject == "Later"
+    assert await imap.get(later + 100) is None
+    assert imap.statistics().connections_opened == 1
+
+
 async def test_a_bad_criteria_string_is_the_servers_error(imap: IMAPProvider) -> None:
     with pytest.raises(ProviderError) as caught:
         await imap.search("NOSUCHKEY 1")

@@ -276,12 +276,25 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         return await self._run("search", folder, work, timeout)
 
     async def _fetch(
-        self, uids: list[int], folder: str, timeout: float | None, *, bodies: bool = False
+        self,
+        uids: list[int],
+        folder: str,
+        timeout: float | None,
+        *,
+        bodies: bool = False,
+        sync: bool = False,
     ) -> list[ReceivedMessage]:
         async def work(session: IMAPSession) -> list[ReceivedMessage]:
             lines = await session.command(
                 "FETCH", uid_set(uids), FETCH_ITEMS, prefix="UID", fetch=True
             )
+            if sync and not any(b" FETCH " in bytes(line) for line in lines):
+                # A pooled session learns of new mail only when the server tells it (RFC
+                # 3501 §5.2): NOOP lets it, then look again.
+                await session.command("NOOP")
+                lines = await session.command(
+                    "FETCH", uid_set(uids), FETCH_ITEMS, prefix="UID", fetch=True
+                )
             found = messages_from_fetch(
                 join_lines(lines), folder=folder, uid_validity=session.uid_validity
             )
@@ -374,7 +387,7 @@ class IMAPProvider(IMAPActions, MailboxProvider):
             raise ValidationError(f"uid must be a positive int, got {uid!r}")
         where = folder or self.folder
         check_folder(where)
-        found = await self._fetch([uid], where, timeout)
+        found = await self._fetch([uid], where, timeout, sync=True)
         return found[0] if found else None
 
     async def fetch_part(
