@@ -250,7 +250,7 @@ class GmailProvider(HttpProvider, EmailProvider):
             residual = plan.client
             if not plan.sort_on_server:
                 early_stop = None  # every match is needed to sort them here
-            elif not plan.limit_on_server and query.max_results is not None:
+            elif query.max_results is not None:
                 early_stop = min(x for x in (limit, query.max_results) if x is not None)
         else:
             params = {"q": query} if query else {}
