@@ -566,7 +566,7 @@ class CommManager:
             else:
                 raise ConfigurationError(
                     f"{path} is an OAuth client file, not a token: run `xcomm auth gmail "
-                    f"--client {path}` first and pass the token file it writes"
+                    f"--client-secrets {path}` first and pass the token file it writes"
                 )
         if subject is not None and path is None:
             raise ConfigurationError("comm.gmail(): subject= needs a service-account key file")
