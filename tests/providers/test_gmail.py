@@ -404,6 +404,23 @@ async def test_search_checks_the_client_residual(
     validate_all(gmail_calls(router))
 
 
+async def test_a_failed_get_raises_the_mapped_error(
+    gmail: GmailProvider, router: respx.MockRouter
+) -> None:
+    router.get(LIST).respond(
+        200,
+        json={
+            "messages": [{"id": f"m{i}", "threadId": "t"} for i in (1, 2, 3)],
+            "resultSizeEstimate": 3,
+        },
+    )
+    route_messages(router, {"m1": metadata("m1", "bob@example.com", "A")})
+    for message_id in ("m2", "m3"):
+        router.get(f"{LIST}/{message_id}").respond(403, json=NO_SCOPE)
+    with pytest.raises(AuthenticationError, match=r"gmail\.readonly"):
+        await gmail.search("in:inbox")
+
+
 async def test_iter_search_yields_pages(gmail: GmailProvider, router: respx.MockRouter) -> None:
     router.get(LIST).respond(
         200, json={"messages": [{"id": "m1", "threadId": "t"}], "resultSizeEstimate": 1}

@@ -301,7 +301,15 @@ class GmailProvider(HttpProvider, EmailProvider):
                 answer, _, _ = await self._api("get", "GET", str(url), idempotent=True)
                 results[index] = parse_message(answer)
 
-        async with anyio.create_task_group() as group:
-            for index, message_id in enumerate(ids):
-                group.start_soon(one, index, message_id)
+        try:
+            async with anyio.create_task_group() as group:
+                for index, message_id in enumerate(ids):
+                    group.start_soon(one, index, message_id)
+        except BaseExceptionGroup as failed:
+            # The caller gets the xcomm error itself (several gets may fail the same way at
+            # once, e.g. a rate limit: the first one stands for them), never a group.
+            first = next((e for e in failed.exceptions if isinstance(e, Exception)), None)
+            if first is None:
+                raise
+            raise first from None
         return [m for m in results if m is not None]
