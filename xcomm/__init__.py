@@ -74,6 +74,8 @@ from xcomm.bulk import (
 )
 from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
+from xcomm.email._gmail import GmailProvider
+from xcomm.email._gmail_message import GmailMessage
 from xcomm.email._imap import IMAPProvider
 from xcomm.email._imap_batch import FlagBatch
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
@@ -117,6 +119,8 @@ __all__ = [
     "Folder",
     "FolderStatus",
     "GlobalRateLimiter",
+    "GmailMessage",
+    "GmailProvider",
     "IMAPProvider",
     "ImapSearch",
     "LifecycleError",

@@ -44,11 +44,12 @@ if TYPE_CHECKING:
     from xcomm._models import Address
     from xcomm._templates import Template, UnsubscribeSigner
     from xcomm._webhook import WebhookProvider
-    from xcomm.auth import OAuthClient, OAuthEndpoint
+    from xcomm.auth import OAuthClient, OAuthEndpoint, TokenManager
     from xcomm.bulk import BulkSender, CampaignResult, Suppressions
     from xcomm.bulk._run import ProgressCallback
     from xcomm.bulk._scheduler import DripCampaign, Scheduler
     from xcomm.email._base import EmailProvider
+    from xcomm.email._gmail import GmailProvider
     from xcomm.email._imap import IMAPProvider
     from xcomm.email._ses import SESProvider
     from xcomm.email._smtp import SMTPProvider
@@ -58,6 +59,11 @@ __all__ = ["CommManager"]
 logger = logging.getLogger("xcomm")
 
 GLOBAL = "global"
+#: Scopes a Gmail service-account token asks for (send and read).
+GMAIL_DEFAULT_SCOPES = (
+    "https://www.googleapis.com/auth/gmail.send",
+    "https://www.googleapis.com/auth/gmail.readonly",
+)
 
 
 class _State(enum.Enum):
@@ -504,6 +510,86 @@ class CommManager:
         self._register(provider)
         return provider
 
+    def gmail(
+        self,
+        credentials_path: str | os.PathLike[str] | None = None,
+        *,
+        token_manager: TokenManager | None = None,
+        user_id: str = "me",
+        sender: str | Address | None = None,
+        subject: str | None = None,
+        scopes: Sequence[str] = GMAIL_DEFAULT_SCOPES,
+        rate_limit: RateLimit | float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> GmailProvider:
+        """A Gmail API provider to send and search. See `docs/providers/gmail.md`.
+
+        `credentials_path` is an authorized-user token file (`xcomm auth gmail` writes one)
+        or a service-account key (`subject=` impersonates a Workspace user through
+        domain-wide delegation, with `scopes`); or pass your own `token_manager`. The
+        limiter defaults to the `gmail` preset (15,000 quota units a minute per user; a send
+        costs 100); `rate_limit` overrides it.
+        """
+        self._require_open("create a Gmail provider")
+        from xcomm._presets import PRESETS
+        from xcomm.auth import (
+            AuthorizedUser,
+            RefreshGrant,
+            ServiceAccountGrant,
+            ServiceAccountKey,
+            TokenManager,
+            load_google_credentials,
+        )
+        from xcomm.email._gmail import GmailProvider
+
+        if (credentials_path is None) == (token_manager is None):
+            raise ConfigurationError(
+                "comm.gmail(): give a credentials file (credentials_path=) or token_manager=, "
+                "one of the two"
+            )
+        path = None if credentials_path is None else os.fspath(credentials_path)
+        who = f"token-manager:{id(token_manager)}"
+        if path is not None:
+            creds = load_google_credentials(path)
+            if isinstance(creds, AuthorizedUser):
+                token_manager = TokenManager(
+                    RefreshGrant(self.oauth(creds.client), creds.refresh_token),
+                    clock=self._clock,
+                    token=creds.token,
+                )
+                who = f"user:{creds.client_id}:{creds.refresh_token}"
+            elif isinstance(creds, ServiceAccountKey):
+                grant = ServiceAccountGrant(self.oauth(), creds, scopes, subject=subject)
+                token_manager = TokenManager(grant, clock=self._clock)
+                who = f"sa:{creds.client_email}:{subject or ''}"
+            else:
+                raise ConfigurationError(
+                    f"{path} is an OAuth client file, not a token: run `xcomm auth gmail "
+                    f"--client-secrets {path}` first and pass the token file it writes"
+                )
+        if subject is not None and path is None:
+            raise ConfigurationError("comm.gmail(): subject= needs a service-account key file")
+        assert token_manager is not None
+        digest = hashlib.sha256(f"{who}:{user_id}".encode()).hexdigest()[:16]
+        provider = GmailProvider(
+            self._context(),
+            limiter=self._limiter(
+                "gmail", f"gmail:{digest}", rate_limit or PRESETS["gmail"].limit
+            ),
+            auth=token_manager,
+            retry=retry,
+            user_id=user_id,
+            sender=sender,
+            timeout=timeout,
+            spec={
+                "kind": "gmail", "credentials_path": path, "user_id": user_id,
+                "subject": subject, "sender": None if sender is None else str(sender),
+            },
+        )  # fmt: skip
+        self._register(provider)
+        return provider
+
     @overload
     def email(self, provider: Literal["imap"], /, **config: Any) -> IMAPProvider: ...
 
@@ -513,12 +599,14 @@ class CommManager:
     def email(self, provider: str, /, **config: Any) -> EmailProvider | IMAPProvider:
         """An email provider by name with its own settings: `comm.email("smtp", host=...)`.
 
-        Sending providers ("smtp", "ses") share one API (`compose()`, `send()`, `send_message()`);
-        reading providers ("imap") share another (`search()`, `get()`, `folders()`).
+        Sending providers ("smtp", "ses", "gmail") share one API (`compose()`, `send()`,
+        `send_message()`); reading providers ("imap") share another (`search()`, `get()`,
+        `folders()`); "gmail" also searches (`search()`, `iter_search()`).
         """
         factories: dict[str, Callable[..., EmailProvider | IMAPProvider]] = {
             "smtp": self.smtp,
             "ses": self.ses,
+            "gmail": self.gmail,
             "imap": self.imap,
         }
         factory = factories.get(provider.lower() if isinstance(provider, str) else provider)
