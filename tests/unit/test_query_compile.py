@@ -49,7 +49,8 @@ Q = EmailQuery
             (Q().from_sender("a").is_read()) | Q().subject_contains("s"),
             'OR (FROM "a" SEEN) SUBJECT "s"',
         ),
-        (~(Q().from_sender("a").is_read()), 'NOT (FROM "a" SEEN)'),
+        # NOT over a list is sent as an OR of NOTs: Dovecot 2.3 loses a NOT before "(...)"
+        (~(Q().from_sender("a").is_read()), 'OR NOT FROM "a" NOT SEEN'),
         (~(Q().from_sender("a") | Q().is_read()), 'NOT OR FROM "a" SEEN'),
         # superset rule: inexpressible parts become ALL outside NOT and vanish safely inside it
         (Q().from_sender("a").has_attachment(), 'FROM "a"'),

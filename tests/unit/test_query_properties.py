@@ -98,9 +98,12 @@ def _key(tokens: list[tuple[str, str]]) -> ast.Node:
 
 
 def normal(node: ast.Node) -> ast.Node:
-    """Flatten nested And/Or, cancel double negation, drop duplicate conjuncts/disjuncts."""
+    """Flatten nested And/Or, cancel double negation, drop duplicate conjuncts/disjuncts, and
+    write NOT over a list as an OR of NOTs (as the IMAP compiler does, for Dovecot)."""
     if isinstance(node, ast.Not):
         inner = normal(node.item)
+        if isinstance(inner, ast.And):
+            return normal(ast.Or(tuple(ast.Not(item) for item in inner.items)))
         return inner.item if isinstance(inner, ast.Not) else ast.Not(inner)
     if isinstance(node, ast.And | ast.Or):
         kind = type(node)

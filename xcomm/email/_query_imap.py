@@ -172,6 +172,10 @@ def _render(expr: Expr, string: Callable[[str], str]) -> str:
         second = rest[0] if len(rest) == 1 else AnyOf(tuple(rest))
         return f"OR {_render(first, string)} {_render(second, string)}"
     assert isinstance(expr, Negate)
+    if isinstance(expr.item, AllOf) and len(expr.item.items) > 1:
+        # NOT (A B) as OR NOT A NOT B: Dovecot 2.3 drops a NOT in front of a parenthesised
+        # list when it simplifies a search (found by tests/integration/test_query_dovecot.py).
+        return _render(AnyOf(tuple(Negate(item) for item in expr.item.items)), string)
     return f"NOT {_render(expr.item, string)}"
 
 
