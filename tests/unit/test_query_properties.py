@@ -98,13 +98,10 @@ def _key(tokens: list[tuple[str, str]]) -> ast.Node:
 
 
 def normal(node: ast.Node) -> ast.Node:
-    """Flatten nested And/Or, cancel double negation, drop duplicate conjuncts/disjuncts, and
-    write NOT over a list as an OR of NOTs (as the IMAP compiler does, for Dovecot)."""
+    """Negation normal form (NOT only on leaves; the IMAP compiler writes NOT over a list as
+    an OR of NOTs, for Dovecot), nested And/Or flattened, duplicates dropped."""
     if isinstance(node, ast.Not):
-        inner = normal(node.item)
-        if isinstance(inner, ast.And):
-            return normal(ast.Or(tuple(ast.Not(item) for item in inner.items)))
-        return inner.item if isinstance(inner, ast.Not) else ast.Not(inner)
+        return _negated(node.item)
     if isinstance(node, ast.And | ast.Or):
         kind = type(node)
         items: list[ast.Node] = []
@@ -114,6 +111,16 @@ def normal(node: ast.Node) -> ast.Node:
                     items.append(sub)
         return items[0] if len(items) == 1 else kind(tuple(items))
     return node
+
+
+def _negated(node: ast.Node) -> ast.Node:
+    if isinstance(node, ast.Not):
+        return normal(node.item)
+    if isinstance(node, ast.And):
+        return normal(ast.Or(tuple(ast.Not(item) for item in node.items)))
+    if isinstance(node, ast.Or):
+        return normal(ast.And(tuple(ast.Not(item) for item in node.items)))
+    return ast.Not(node)
 
 
 # ---- strategies ------------------------------------------------------------------------------
