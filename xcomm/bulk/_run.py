@@ -30,7 +30,7 @@ from xcomm._errors import (
     RequestNotSent,
 )
 from xcomm._validation import parse_address
-from xcomm.bulk._campaign import DAY, SCHEDULED, Options, Resolver
+from xcomm.bulk._campaign import DAY, Campaign, Options, Resolver
 from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batches
 from xcomm.bulk._result import CampaignResult, Outcome, Progress, Tally
 from xcomm.outbox import (
@@ -346,11 +346,10 @@ class Run:
                     policy=self.options.policy,
                 )
                 self.tally.skipped += len(chunk) - len(claimed)
-                yield await self._within_caps(claimed)
+                yield await self._admit(claimed, check_suppressions=False)
 
     async def _due(self) -> AsyncIterator[list[OutboxRecord]]:
-        """Due records (of this run's campaign, or of all): suppressed ones are settled here,
-        the rest go to the workers."""
+        """Due records (of this run's campaign, or of all), admitted as `_admit` says."""
         while True:
             claimed = await self.store.claim_due(
                 owner=self.owner,
@@ -364,12 +363,16 @@ class Run:
                 return
             if self.draining:
                 self.tally.total += len(claimed)
-            claimed = await self._unless_suppressed(claimed)
-            yield await self._within_caps(claimed)
+            yield await self._admit(claimed, check_suppressions=True)
 
-    async def _within_caps(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
-        """Records whose campaign's provider has a daily cap take a share of today's; what
-        does not fit waits for the next window (a UTC day) instead of failing."""
+    async def _admit(
+        self, claimed: list[OutboxRecord], *, check_suppressions: bool
+    ) -> list[OutboxRecord]:
+        """Of the claimed records, those to send now, per campaign: with `check_suppressions`,
+        an address suppressed since its record was queued (an unsubscribe, a hard bounce in
+        an earlier step) is settled as suppressed, which also ends its drip sequence; and a
+        campaign whose account has a daily cap takes a share of today's, what does not fit
+        waiting for the next day (UTC) instead of failing."""
         groups: dict[str, list[OutboxRecord]] = {}
         for record in claimed:
             groups.setdefault(record.campaign_id, []).append(record)
@@ -380,48 +383,47 @@ class Run:
             except CommunicationError:
                 admitted += group  # _send reports it
                 continue
-            if campaign.daily_cap is None:
-                admitted += group
-                continue
-            window = time.time() // DAY * DAY
-            granted = await self.store.reserve(
-                campaign.quota_key, window=window, count=len(group), cap=campaign.daily_cap
-            )
-            admitted += group[:granted]
-            for record in group[granted:]:
-                self.tally.scheduled += 1
-                await self.completions.add(
-                    Completion(
-                        key=record.key,
-                        status=OutboxStatus.PENDING,
-                        attempts=0,
-                        not_before=window + DAY,
-                        error=f"daily cap of {campaign.daily_cap} reached; queued for the next day",
-                    )
-                )
+            if check_suppressions and not campaign.messages:  # the list is for campaigns
+                group = await self._unless_suppressed(group)
+            if campaign.daily_cap is not None:
+                group = await self._within_cap(campaign, group)
+            admitted += group
         return admitted
 
-    async def _unless_suppressed(self, claimed: list[OutboxRecord]) -> list[OutboxRecord]:
-        """An address suppressed since its record was queued (an unsubscribe, a hard bounce
-        in an earlier step) is not sent to: that also ends its drip sequence. (The list is
-        for campaigns: a scheduled one-off message goes out.)"""
-        listed = [r.recipient for r in claimed if not r.campaign_id.startswith(SCHEDULED)]
-        suppressed = await self.store.suppressed(listed) if listed else set()
+    async def _unless_suppressed(self, group: list[OutboxRecord]) -> list[OutboxRecord]:
+        suppressed = await self.store.suppressed([r.recipient for r in group])
         if not suppressed:
-            return claimed
+            return group
         keep = []
-        for record in claimed:
-            if record.recipient.lower() in suppressed and not record.campaign_id.startswith(
-                SCHEDULED
-            ):
-                if record.key not in self.counted_suppressed:  # not already by _fresh
-                    self.tally.suppressed += 1
-                await self.completions.add(
-                    Completion(key=record.key, status=OutboxStatus.SUPPRESSED)
-                )
-            else:
+        for record in group:
+            if record.recipient.lower() not in suppressed:
                 keep.append(record)
+                continue
+            if record.key not in self.counted_suppressed:  # not already by _fresh
+                self.tally.suppressed += 1
+            await self.completions.add(Completion(key=record.key, status=OutboxStatus.SUPPRESSED))
         return keep
+
+    async def _within_cap(
+        self, campaign: Campaign, group: list[OutboxRecord]
+    ) -> list[OutboxRecord]:
+        assert campaign.daily_cap is not None
+        window = time.time() // DAY * DAY
+        granted = await self.store.reserve(
+            campaign.quota_key, window=window, count=len(group), cap=campaign.daily_cap
+        )
+        for record in group[granted:]:
+            self.tally.scheduled += 1
+            await self.completions.add(
+                Completion(
+                    key=record.key,
+                    status=OutboxStatus.PENDING,
+                    attempts=0,
+                    not_before=window + DAY,
+                    error=f"daily cap of {campaign.daily_cap} reached; queued for the next day",
+                )
+            )
+        return group[:granted]
 
     def _record(self, recipient: Recipient, start: float | None) -> OutboxRecord:
         assert self.campaign_id is not None
