@@ -7,6 +7,7 @@ which setting is wrong and what it accepts.
 from __future__ import annotations
 
 import math
+import os
 
 import msgspec
 
@@ -20,7 +21,21 @@ __all__ = [
     "RateLimit",
     "RetryPolicy",
     "Timeout",
+    "secret_from_env",
 ]
+
+
+def secret_from_env(name: str, what: str, *, hint: str = "") -> str:
+    """The secret in environment variable `name` (a password, a signing key): what stored
+    settings name instead of holding the secret. Missing or empty: `ConfigurationError`."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"the environment variable for {what} must be a name")
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(
+            f"{what} is read from the environment variable {name}, which is not set{hint}"
+        )
+    return value
 
 
 def _check_positive(owner: str, name: str, value: float | None, *, allow_none: bool) -> None:

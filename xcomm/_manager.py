@@ -31,6 +31,7 @@ from xcomm._config import (
     RateLimit,
     RetryPolicy,
     Timeout,
+    secret_from_env,
 )
 from xcomm._errors import ConfigurationError, LifecycleError
 from xcomm._http import to_httpx_timeout
@@ -372,7 +373,7 @@ class CommManager:
         if password_env is not None:
             if password is not None:
                 raise ConfigurationError("give password= or password_env=, not both")
-            password = _secret_from_env(password_env, f"the SMTP password of {host}")
+            password = secret_from_env(password_env, f"the SMTP password of {host}")
 
         account = f"smtp:{username or ''}@{host}:{port}"
         provider = SMTPProvider(
@@ -434,7 +435,7 @@ class CommManager:
         if password_env is not None:
             if password is not None:
                 raise ConfigurationError("give password= or password_env=, not both")
-            password = _secret_from_env(password_env, f"the IMAP password of {host}")
+            password = secret_from_env(password_env, f"the IMAP password of {host}")
         provider = IMAPProvider(
             self._context(),
             limiter=self._limiter("imap", f"imap:{username}@{host}:{port}", rate_limit),
@@ -858,17 +859,6 @@ class CommManager:
         )
         store = await self.outbox()
         return Scheduler(self, store, options, clock=self._clock, rate_share=rate_share)
-
-
-def _secret_from_env(name: str, what: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"the environment variable for {what} must be a name")
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"{what} is read from the environment variable {name}, which is not set"
-        )
-    return value
 
 
 _TRANSPORTS = ("aiohttp", "httpx")

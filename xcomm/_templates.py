@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from xcomm._config import secret_from_env
 from xcomm._errors import ConfigurationError, ValidationError
 
 try:
@@ -326,13 +327,12 @@ class UnsubscribeSigner:
         A campaign signed this way can be sent by any worker process: its definition keeps the
         variable's name (never the secret), and the worker reads the variable.
         """
-        secret = os.environ.get(name)
-        if not secret:
-            raise ConfigurationError(
-                f"the unsubscribe secret variable {name} is not set; set it to the campaign's "
-                "secret (generate one with: python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))')"
-            )
+        secret = secret_from_env(
+            name,
+            "the unsubscribe secret",
+            hint="; set it to the campaign's secret (generate one with: python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))')",
+        )
         signer = cls(secret, base_url)
         signer.secret_env = name
         return signer
