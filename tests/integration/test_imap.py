@@ -320,6 +320,9 @@ async def test_get_finds_mail_that_arrived_after_the_session_selected_the_folder
     later = dovecot.append(user, simple("Later"))  # another client delivers
     message = await imap.get(later)
     assert message is not None and message.subject == "Later"
+    assert message.id == str(later) and message.thread_id is None
+    again = await imap.get(message.id)  # the provider-neutral id works too
+    assert again is not None and again.subject == "Later"
     assert await imap.get(later + 100) is None
     assert imap.statistics().connections_opened == 1
 

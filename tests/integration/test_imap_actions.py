@@ -296,6 +296,7 @@ async def test_move_copy_and_delete_with_dovecot(
 
     moved = await (await get(imap, a)).move_to("Archive")
     assert moved is not None and moved.folder == "Archive" and moved.is_read
+    assert moved.id == str(moved.uid)  # the id follows the new UID
     assert a not in server_flags(dovecot, user)
     assert server_flags(dovecot, user, "Archive") == {moved.uid: {"\\Seen"}}
     assert (await get(imap, moved.uid, "Archive")).subject == "a"  # the new UID is right

@@ -380,11 +380,13 @@ class IMAPProvider(IMAPActions, MailboxProvider):
                     yield message
 
     async def get(
-        self, uid: int, /, *, folder: str | None = None, timeout: float | None = None
+        self, key: int | str, /, *, folder: str | None = None, timeout: float | None = None
     ) -> ReceivedMessage | None:
-        """The message with UID `uid` in `folder` (default: the provider's), or None."""
+        """The message with UID `key` (a number, or `message.id`'s text) in `folder`
+        (default: the provider's), or None."""
+        uid = int(key) if isinstance(key, str) and key.isdigit() else key
         if isinstance(uid, bool) or not isinstance(uid, int) or uid < 1:
-            raise ValidationError(f"uid must be a positive int, got {uid!r}")
+            raise ValidationError(f"uid must be a positive int, got {key!r}")
         where = folder or self.folder
         check_folder(where)
         found = await self._fetch([uid], where, timeout, sync=True)

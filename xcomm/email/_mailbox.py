@@ -1,7 +1,9 @@
 """The reading side of email providers: search a mailbox, read messages, list folders.
 
-`EmailProvider` sends; `MailboxProvider` reads. IMAP implements it today; Gmail and Graph
-will implement the same methods, so code written against one mailbox works with another.
+`EmailProvider` sends; `MailboxProvider` reads. IMAP, Gmail and Graph implement the same
+methods and return the same `ReceivedMessage`, so code written against one mailbox works with
+another. Message actions go through the message hooks (`change_flags`, `transfer`,
+`discard`, `fetch_part`), which each provider maps to its own API.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def criteria_of(query: str | SearchQuery) -> str:
 
 
 class MailboxProvider(Provider):
-    """Base of providers that read a mailbox (IMAP today; Gmail and Graph later).
+    """Base of providers that read a mailbox (IMAP, Gmail, Outlook).
 
     Subclasses implement the methods below with `Provider._call()`; each returns
     `ReceivedMessage`s bound to the provider, so `await message.text()` works.
@@ -89,9 +91,10 @@ class MailboxProvider(Provider):
         raise NotImplementedError
 
     async def get(
-        self, uid: int, /, *, folder: str | None = None, timeout: float | None = None
+        self, key: int | str, /, *, folder: str | None = None, timeout: float | None = None
     ) -> ReceivedMessage | None:
-        """The message with this UID, or None when the folder has none."""
+        """The message with this id (`message.id`; over IMAP the UID, as a number or text),
+        or None when there is none."""
         raise NotImplementedError
 
     async def folders(self, *, timeout: float | None = None) -> list[Folder]:
@@ -187,6 +190,45 @@ class MailboxProvider(Provider):
     ) -> None:
         """Delete messages for good (not "move to Trash": use `move()` for that)."""
         raise NotImplementedError
+
+    # -- message hooks: what `ReceivedMessage`'s actions call ------------------------------
+    # The defaults use the UID-based methods above (IMAP); Gmail and Graph override them.
+
+    async def change_flags(
+        self,
+        message: ReceivedMessage,
+        /,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        labels: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Add and remove IMAP-style flags (`\\Seen`, `\\Flagged`, `$Important`) or, with
+        `labels=True`, labels by name, on `message`."""
+        call = self.set_labels if labels else self.set_flags
+        await call(message.uid, add=add, remove=remove, folder=message.folder,
+                   uid_validity=message.uid_validity, timeout=timeout)  # fmt: skip
+
+    async def transfer(
+        self, message: ReceivedMessage, folder: str, /, *, move: bool, timeout: float | None = None
+    ) -> ReceivedMessage | None:
+        """Move (or copy) `message` into `folder`; the message there when the provider says
+        where it is, else None."""
+        run = self.move if move else self.copy
+        moved = await run(message.uid, folder, source=message.folder,
+                          uid_validity=message.uid_validity, timeout=timeout)  # fmt: skip
+        uid = moved.get(message.uid)
+        if uid is None:
+            return None
+        return message.replace(uid=uid, id=str(uid), folder=folder, uid_validity=None)
+
+    async def discard(
+        self, message: ReceivedMessage, /, *, expunge: bool = True, timeout: float | None = None
+    ) -> None:
+        """Delete `message` for good."""
+        await self.delete(message.uid, folder=message.folder, expunge=expunge,
+                          uid_validity=message.uid_validity, timeout=timeout)  # fmt: skip
 
     def batch_mode(self) -> AbstractAsyncContextManager[Any]:
         """`async with mailbox.batch_mode():` send the block's flag changes together."""

@@ -86,11 +86,20 @@ class ReceivedMessage(msgspec.Struct, MessageActions, frozen=True, kw_only=True,
         ```
 
     It stays a frozen value: actions (`mark_as_read`, `add_label`, `move_to`, `delete`,
-    `download_attachments`, `reply`, `forward`, ...) are in `_message_actions.py`.
+    `download_attachments`, `reply`, `forward`, ...) are in `_message_actions.py`. Every
+    mailbox (IMAP, Gmail, Outlook) returns this one model, so code written against one works
+    with the others.
 
     Attributes:
-        uid: the message's UID in `folder` (stable while `uid_validity` is unchanged).
-        folder: the folder it was found in.
+        id: the provider's id of the message: the UID as text over IMAP, Gmail's message id,
+            Graph's message id. Pass it to `provider.get(id)`.
+        uid: over IMAP, the message's UID in `folder` (stable while `uid_validity` is
+            unchanged); 0 for providers without UIDs.
+        thread_id: the provider's conversation id (Gmail `threadId`, Graph `conversationId`);
+            None over IMAP.
+        preview: a short plain-text extract when the provider computes one (Gmail
+            `snippet`, Graph `bodyPreview`); "" over IMAP.
+        folder: the folder it was found in (Gmail: "" unless a label was searched).
         uid_validity: the folder's UIDVALIDITY when the message was read.
         message_id: the Message-ID header (`<...>`), when present.
         in_reply_to: Message-IDs of the message this one answers.
@@ -107,7 +116,10 @@ class ReceivedMessage(msgspec.Struct, MessageActions, frozen=True, kw_only=True,
         headers: every header field read, by lower-case name (first occurrence; raw values).
     """
 
-    uid: int
+    uid: int = 0
+    id: str = ""
+    thread_id: str | None = None
+    preview: str = ""
     folder: str = "INBOX"
     uid_validity: int | None = None
     message_id: str | None = None
@@ -127,6 +139,10 @@ class ReceivedMessage(msgspec.Struct, MessageActions, frozen=True, kw_only=True,
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     text_part: PartRef | None = None
     html_part: PartRef | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id and self.uid:
+            msgspec.structs.force_setattr(self, "id", str(self.uid))
 
     @property
     def is_read(self) -> bool:
@@ -202,7 +218,7 @@ class ReceivedMessage(msgspec.Struct, MessageActions, frozen=True, kw_only=True,
         if mailbox is None:
             raise LifecycleError(
                 "this message is not bound to a mailbox (it was decoded or built by hand); "
-                "fetch it again with provider.get(uid) to read its bodies"
+                "fetch it again with provider.get(message.id) to read its bodies or act on it"
             )
         return mailbox
 
@@ -304,4 +320,4 @@ class MessageView:
 
     @property
     def thread_id(self) -> str | None:
-        return None
+        return self.message.thread_id

@@ -1,12 +1,13 @@
 """What you can do with a received message: `ReceivedMessage`'s awaitable actions.
 
 `ReceivedMessage` stays a frozen value. Each action asks the mailbox the message is bound
-to (`message.mailbox`) to act, and:
+to (`message.mailbox`) to act through its message hooks (`change_flags`, `transfer`,
+`discard`, `fetch_part`: each provider maps them to its own API), and:
 
 - flag and label changes return a new `ReceivedMessage` with the flags as they now are
   (`message = await message.mark_as_read()`); the old value is unchanged;
-- `move_to()` and `copy_to()` return the message in its new folder when the server reports
-  the new UID (UIDPLUS), else None; `delete()` returns None;
+- `move_to()` and `copy_to()` return the message in its new folder when the provider says
+  where it is (IMAP UIDPLUS, Graph's answer), else None; `delete()` returns None;
 - `download_attachments()` and `save_attachment()` return the paths written;
 - `reply()`, `reply_all()` and `forward()` return an `EmailDraft` of the sending provider
   you pass, ready to change or `send()`.
@@ -85,17 +86,18 @@ class MessageActions:
         self, add: list[str], remove: list[str], *, labels: bool, timeout: float | None
     ) -> ReceivedMessage:
         m = self._message
-        mailbox = m._require_mailbox()
-        call = mailbox.set_labels if labels else mailbox.set_flags
-        await call(m.uid, add=add, remove=remove, folder=m.folder, uid_validity=m.uid_validity,
-                   timeout=timeout)  # fmt: skip
+        await m._require_mailbox().change_flags(
+            m, add=add, remove=remove, labels=labels, timeout=timeout
+        )
         gone = {f.lower() for f in remove}
         kept = [f for f in m.flags if f.lower() not in gone]
         have = {f.lower() for f in kept}
         flags = (*kept, *(f for f in add if f.lower() not in have))
-        return self._replace(flags=flags)
+        return self.replace(flags=flags)
 
-    def _replace(self, **changes: Any) -> ReceivedMessage:
+    def replace(self, **changes: Any) -> ReceivedMessage:
+        """A copy with `changes` to its fields, bound to the same mailbox, with the bodies
+        already fetched kept (what providers return after an action changes a message)."""
         m = self._message
         new = msgspec.structs.replace(m, **changes)
         for key in ("_text", "_html"):  # the same content: keep what was fetched
@@ -123,20 +125,16 @@ class MessageActions:
         self, operation: str, folder: str, timeout: float | None
     ) -> ReceivedMessage | None:
         m = self._message
-        mailbox = m._require_mailbox()
-        run = mailbox.move if operation == "move" else mailbox.copy
-        moved = await run(m.uid, folder, source=m.folder, uid_validity=m.uid_validity,
-                          timeout=timeout)  # fmt: skip
-        uid = moved.get(m.uid)
-        return None if uid is None else self._replace(uid=uid, folder=folder, uid_validity=None)
+        return await m._require_mailbox().transfer(
+            m, folder, move=operation == "move", timeout=timeout
+        )
 
     async def delete(self, *, expunge: bool = True, timeout: float | None = None) -> None:
-        """Delete the message for good (`\\Deleted` and UID EXPUNGE of this message only).
-        To keep it in the trash, `move_to("Trash")` instead."""
+        """Delete the message for good (IMAP: `\\Deleted` and UID EXPUNGE of this message
+        only; `expunge=False` only flags it). To keep it in the trash, `move_to("Trash")`
+        instead (Gmail: `trash()`)."""
         m = self._message
-        await m._require_mailbox().delete(
-            m.uid, folder=m.folder, expunge=expunge, uid_validity=m.uid_validity, timeout=timeout
-        )
+        await m._require_mailbox().discard(m, expunge=expunge, timeout=timeout)
 
     # -- attachments -----------------------------------------------------------------------
 
