@@ -73,11 +73,11 @@ from xcomm.bulk import (
     Suppressions,
 )
 from xcomm.email._base import EmailProvider
+from xcomm.email._batch import FlagBatch
 from xcomm.email._compose import EmailDraft
 from xcomm.email._gmail import GmailProvider
 from xcomm.email._gmail_message import GmailMessage
 from xcomm.email._imap import IMAPProvider
-from xcomm.email._imap_batch import FlagBatch
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
 from xcomm.email._message import AttachmentInfo, Folder, ReceivedMessage
 from xcomm.email._pool import PoolStatistics

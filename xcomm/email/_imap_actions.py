@@ -33,7 +33,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, TypeVar
 
 from xcomm._errors import ValidationError
-from xcomm.email._imap_batch import FlagBatch, batch_mode, check_validity, current_batch, store
+from xcomm.email._batch import FlagBatch, current_batch
+from xcomm.email._imap_batch import check_validity, imap_batch_mode, store
 from xcomm.email._imap_fetch import uid_set
 from xcomm.email._imap_parse import encode_folder
 
@@ -333,7 +334,7 @@ class IMAPActions:
     def batch_mode(self) -> AbstractAsyncContextManager[FlagBatch]:
         """`async with imap.batch_mode():` send the block's flag and label changes at its
         end, one `UID STORE` per folder, operation and flag set (see `FlagBatch`)."""
-        return batch_mode(self._provider())
+        return imap_batch_mode(self._provider())
 
     async def _flush_batch(self, folder: str, timeout: float | None) -> None:
         batch = current_batch(self._provider())

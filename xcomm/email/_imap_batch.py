@@ -1,27 +1,27 @@
 """Batch mode for IMAP flag changes, and the `UID STORE` every flag change is sent with.
 
-Inside `async with imap.batch_mode():` flag and label changes wait in a `FlagBatch`, found
-through a context variable: a task sees the batch of the block it runs in (tasks started
-inside the block share it; other tasks never do). At the end of the block they go out as
-one `UID STORE` per folder, operation (+/-) and flag set. Copy, move and delete inside the
-block first send the changes waiting for their folder, then run at once.
+Inside `async with imap.batch_mode():` flag and label changes wait in a `FlagBatch`
+(`_batch.py`: collected per message and flag, in a context variable, grouped by folder and
+UIDVALIDITY). At the end of the block they go out as one `UID STORE` per folder, operation
+(+/-) and flag set. Copy, move and delete inside the block first send the changes waiting
+for their folder, then run at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-from xcomm._errors import LifecycleError, ProviderError
+from xcomm._errors import ProviderError
+from xcomm.email._batch import Changes, FlagBatch, Group, batch_mode, split_changes
 from xcomm.email._imap_fetch import uid_set
 
 if TYPE_CHECKING:
     from xcomm.email._imap import IMAPProvider
     from xcomm.email._imap_wire import IMAPSession
 
-__all__ = ["FlagBatch", "batch_mode", "check_validity", "current_batch", "store"]
+__all__ = ["check_validity", "imap_batch_mode", "plan_stores", "store"]
 
 
 def _flag_list(flags: Iterable[str]) -> str:
@@ -44,109 +44,30 @@ async def store(session: IMAPSession, uids: list[int], op: str, flags: Iterable[
                           prefix="UID")  # fmt: skip
 
 
-# -- batch mode ---------------------------------------------------------------------------------
+def plan_stores(messages: Changes) -> list[tuple[str, tuple[str, ...], list[int]]]:
+    """`(op, flags, uids)` for one folder's changes: one STORE per operation and flag set."""
+    stores: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for uid, changes in messages.items():
+        assert isinstance(uid, int)
+        for op, flags in zip(("+", "-"), split_changes(changes), strict=True):
+            if flags:
+                stores.setdefault((op, flags), []).append(uid)
+    return [(op, flags, uids) for (op, flags), uids in stores.items()]
 
-_Group = tuple[str, int | None]  # (folder, uid_validity)
-_batches: ContextVar[tuple[FlagBatch, ...]] = ContextVar("xcomm_imap_batches", default=())
 
+def imap_batch_mode(provider: IMAPProvider) -> AbstractAsyncContextManager[FlagBatch]:
+    """`batch_mode()` of an IMAP provider: changes go out as `UID STORE`s per folder."""
 
-class FlagBatch:
-    """Flag and label changes collected by `async with mailbox.batch_mode() as batch:`.
-
-    Each change is recorded per message and flag (the last change to a flag wins); at the
-    end of the block they go out as one `UID STORE` per folder, operation (+/-) and set of
-    flags. If the block raises, nothing collected is sent.
-    """
-
-    def __init__(self, provider: IMAPProvider) -> None:
-        self.provider = provider
-        self.closed = False
-        self._changes: dict[_Group, dict[int, dict[str, bool]]] = {}
-
-    @property
-    def pending(self) -> int:
-        """How many (message, flag) changes wait to be sent."""
-        return sum(len(flags) for group in self._changes.values() for flags in group.values())
-
-    def add(self, group: _Group, uids: list[int], add: list[str], remove: list[str]) -> None:
-        messages = self._changes.setdefault(group, {})
-        for uid in uids:
-            changes = messages.setdefault(uid, {})
-            for flag in add:
-                changes[flag] = True
-            for flag in remove:
-                changes[flag] = False
-
-    def plan(
-        self, folder: str | None = None
-    ) -> dict[_Group, list[tuple[str, tuple[str, ...], list[int]]]]:
-        """What `flush()` sends, by folder: `(op, flags, uids)`, one per STORE command."""
-        out: dict[_Group, list[tuple[str, tuple[str, ...], list[int]]]] = {}
-        for group, messages in self._changes.items():
-            if folder is not None and group[0] != folder:
-                continue
-            stores: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-            for uid, changes in messages.items():
-                for op, value in (("+", True), ("-", False)):
-                    flags = tuple(sorted(f for f, v in changes.items() if v is value))
-                    if flags:
-                        stores.setdefault((op, flags), []).append(uid)
-            out[group] = [(op, flags, uids) for (op, flags), uids in stores.items()]
-        return out
-
-    async def flush(self, *, folder: str | None = None, timeout: float | None = None) -> int:
-        """Send what is waiting (for `folder` only, when given); returns the STOREs sent."""
-        sent = 0
-        for group, stores in self.plan(folder).items():
-            await self._send(group, stores, timeout)
-            del self._changes[group]
-            sent += len(stores)
-        return sent
-
-    async def _send(
-        self,
-        group: _Group,
-        stores: list[tuple[str, tuple[str, ...], list[int]]],
-        timeout: float | None,
-    ) -> None:
+    async def send(group: Group, messages: Changes, timeout: float | None) -> int:
         folder, validity = group
+        stores = plan_stores(messages)
 
         async def work(session: IMAPSession) -> None:
             check_validity(session, folder, validity)
             for op, flags, uids in stores:
                 await store(session, uids, op, flags)
 
-        await self.provider._run("store", folder, work, timeout)
+        await provider._run("store", folder, work, timeout)
+        return len(stores)
 
-
-def current_batch(provider: IMAPProvider) -> FlagBatch | None:
-    """The open batch of `provider` in this task's context, if any."""
-    for batch in _batches.get():
-        if batch.provider is provider and not batch.closed:
-            return batch
-    return None
-
-
-@asynccontextmanager
-async def batch_mode(provider: IMAPProvider) -> AsyncIterator[FlagBatch]:
-    """Collect flag changes and send them at the end of the block (see `FlagBatch`).
-
-    Nested blocks for the same provider join the outer batch.
-    """
-    if provider.closed:
-        raise LifecycleError("this imap provider is closed")
-    outer = current_batch(provider)
-    if outer is not None:
-        yield outer
-        return
-    batch = FlagBatch(provider)
-    token = _batches.set((*_batches.get(), batch))
-    try:
-        yield batch
-    except BaseException:
-        batch.closed = True
-        raise
-    finally:
-        _batches.reset(token)
-    batch.closed = True
-    await batch.flush()
+    return batch_mode(provider, send)
