@@ -69,7 +69,12 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class EmailMessage(msgspec.Struct, frozen=True, kw_only=True, tag="email", tag_field="kind"):
-    """An outgoing email, validated and ready to render. Built by `provider.compose()`."""
+    """An outgoing email, validated and ready to render. Built by `provider.compose()`.
+
+    `thread_id` is the sending provider's conversation id (Gmail's `threadId`): Gmail files
+    the message in that thread when its References/In-Reply-To and subject match it too.
+    Providers that thread by headers alone (SMTP, SES) ignore it. Replies set it.
+    """
 
     sender: Address | None = None
     to: tuple[Address, ...] = ()
@@ -83,6 +88,7 @@ class EmailMessage(msgspec.Struct, frozen=True, kw_only=True, tag="email", tag_f
     headers: tuple[tuple[str, str], ...] = ()
     message_id: str | None = None
     date: datetime | None = None
+    thread_id: str | None = None
 
     @property
     def recipients(self) -> tuple[Address, ...]:

@@ -18,7 +18,7 @@ from xcomm._clock import Clock
 from xcomm._config import RetryPolicy
 from xcomm._errors import ProviderError, RateLimitError, RequestNotSent
 
-__all__ = ["Limiter", "is_retryable", "run_attempts", "tenacity_policy"]
+__all__ = ["Limiter", "backoff_delay", "is_retryable", "run_attempts", "tenacity_policy"]
 
 T = TypeVar("T")
 logger = logging.getLogger("xcomm.retry")
@@ -46,7 +46,8 @@ def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
     return False
 
 
-def _backoff(policy: RetryPolicy, attempt: int) -> float:
+def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1`: exponential, capped, jittered."""
     ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
     return random.uniform(0.0, ceiling) if policy.jitter else ceiling
 
@@ -58,7 +59,7 @@ def tenacity_policy(policy: RetryPolicy, clock: Clock) -> tenacity.AsyncRetrying
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ProviderError) and exc.retry_after is not None:
             return max(0.0, exc.retry_after)
-        return _backoff(policy, state.attempt_number)
+        return backoff_delay(policy, state.attempt_number)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -99,13 +99,13 @@ async def test_every_attempt_passes_the_limiter() -> None:
 
 
 def test_jittered_backoff_stays_within_bounds() -> None:
-    from xcomm._retry import _backoff
+    from xcomm._retry import backoff_delay
 
     policy = RetryPolicy(backoff=0.8, max_backoff=5.0, jitter=True)
     for attempt in range(1, 10):
         ceiling = min(5.0, 0.8 * 2 ** (attempt - 1))
         for _ in range(50):
-            assert 0.0 <= _backoff(policy, attempt) <= ceiling
+            assert 0.0 <= backoff_delay(policy, attempt) <= ceiling
 
 
 def test_is_retryable_respects_max_retry_after() -> None:

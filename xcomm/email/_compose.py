@@ -135,6 +135,7 @@ class EmailDraft:
         self._headers: list[tuple[str, str]] = []
         self._unsubscribe: list[tuple[str, str]] = []
         self._message_id: str | None = None
+        self._thread_id: str | None = None
         self._send_at: float | None = None
         self._date: datetime | None = None
 
@@ -359,6 +360,17 @@ class EmailDraft:
         self._message_id = value
         return self
 
+    def thread(self, thread_id: str | None) -> Self:
+        """File the message in the sending provider's conversation `thread_id` (Gmail's
+        `threadId`; None: no thread). Providers that thread by headers alone ignore it;
+        `message.reply()` sets it for you."""
+        if thread_id is not None:
+            check_no_crlf("the thread id", thread_id)
+            if not thread_id.strip() or len(thread_id) > 256 or not thread_id.isascii():
+                raise ValidationError(f"invalid thread id {thread_id!r}")
+        self._thread_id = thread_id
+        return self
+
     # -- build and send ----------------------------------------------------------------------
 
     def schedule(self, when: datetime | str | float) -> Self:
@@ -410,6 +422,7 @@ class EmailDraft:
             headers=(*self._headers, *self._unsubscribe),
             message_id=self._message_id,
             date=self._date,
+            thread_id=self._thread_id,
         )
         self._check_size(message)
         return message

@@ -16,7 +16,7 @@ from xcomm.email._mailbox import SearchQuery, criteria_of
 from xcomm.email._message import MessageView, ReceivedMessage
 from xcomm.email._query import EmailQuery
 
-__all__ = ["Keep", "SearchPlan", "check_folder", "plan_search"]
+__all__ = ["Keep", "SearchPlan", "check_folder", "client_check", "plan_search"]
 
 Keep = Callable[[ReceivedMessage], Awaitable[bool]]
 
@@ -59,7 +59,7 @@ def plan_search(
                     "was given; use one of them"
                 )
             folder = plan.folder
-        keep = _client_check(plan.client, timeout)
+        keep = client_check(plan.client, timeout)
     else:
         criteria = criteria_of(query)
         matches = getattr(query, "matches", None) if not isinstance(query, str) else None
@@ -74,18 +74,23 @@ def plan_search(
     return SearchPlan(criteria, where, keep)
 
 
-def _client_check(residual: EmailQuery | None, timeout: float | None) -> Keep | None:
+def client_check(
+    residual: EmailQuery | None,
+    timeout: float | None,
+    view: type[MessageView] = MessageView,
+) -> Keep | None:
     """What the client checks of an `EmailQuery` on each fetched message (None: nothing),
-    fetching the bodies only when the check reads them."""
+    through the mailbox's `view` of a message, fetching the bodies only when the check
+    reads them."""
     if residual is None:
         return None
     reads_bodies = residual.reads_bodies()
 
     async def keep(message: ReceivedMessage) -> bool:
         if not reads_bodies:
-            return residual.matches(MessageView(message))
+            return residual.matches(view(message))
         text = await message.text(timeout=timeout)
         html = await message.html(timeout=timeout)
-        return residual.matches(MessageView(message, text=text, html=html))
+        return residual.matches(view(message, text=text, html=html))
 
     return keep

@@ -96,15 +96,13 @@ class MessageActions:
         return self.replace(flags=flags)
 
     def replace(self, **changes: Any) -> ReceivedMessage:
-        """A copy with `changes` to its fields, bound to the same mailbox, with the bodies
-        already fetched kept (what providers return after an action changes a message)."""
+        """A copy with `changes` to its fields, bound to the same mailbox, with what was
+        already fetched kept (bodies, a provider's cached parts): what providers return
+        after an action changes a message."""
         m = self._message
         new = msgspec.structs.replace(m, **changes)
-        for key in ("_text", "_html"):  # the same content: keep what was fetched
-            if key in m.__dict__:
-                new.__dict__[key] = m.__dict__[key]
-        mailbox = m.mailbox
-        return new.bind(mailbox) if mailbox is not None else new
+        new.__dict__.update(m.__dict__)  # the same content: keep what was fetched
+        return new
 
     # -- folders -------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ module is the reference meaning of every condition:
   what RFC 3501 means by "disregarding time and timezone".
 - LARGER / SMALLER: strict `>` / `<` on the RFC822.SIZE.
 - Flags and keywords: case-insensitive membership in `flags`; labels: case-insensitive
-  membership in `labels`; folder: equality (`INBOX` in any case).
+  membership in `labels`; folder: equality (`INBOX` in any case), or the view's own
+  `in_folder(name)` when it has one (Gmail: a label the message has).
 - A missing value (no internal date, no size, no Date header) never satisfies a comparison.
 """
 
@@ -173,6 +174,20 @@ def _norm_id(value: str | None) -> str | None:
     return value
 
 
+def _in_folder(message: QueryableMessage, name: str) -> bool:
+    """Whether the message is in folder `name`. A view of a mailbox where a message sits in
+    several folders at once (Gmail's labels) answers with its own `in_folder(name)`."""
+    check = getattr(message, "in_folder", None)
+    if check is not None:
+        return bool(check(name))
+    folder = message.folder
+    if folder is None:
+        return False
+    if name.upper() == "INBOX":
+        return folder.upper() == "INBOX"
+    return folder == name
+
+
 def evaluate(node: Node, message: QueryableMessage) -> bool:
     """Whether `message` satisfies the condition tree, with the semantics above."""
     match node:
@@ -224,12 +239,7 @@ def evaluate(node: Node, message: QueryableMessage) -> bool:
             wanted = name.casefold()
             return any(label.casefold() == wanted for label in message.labels)
         case Folder(name):
-            folder = message.folder
-            if folder is None:
-                return False
-            if name.upper() == "INBOX":
-                return folder.upper() == "INBOX"
-            return folder == name
+            return _in_folder(message, name)
         case Larger(n):
             return message.size is not None and message.size > n
         case Smaller(n):

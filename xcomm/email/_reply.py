@@ -11,6 +11,8 @@ then sends: `await (await message.reply(smtp, "Thanks")).send()`.
   Message-ID; `References` is the original References (or In-Reply-To) plus it (RFC 5322
   §3.6.4). The text body ends with "On <date>, <name> wrote:" and the original text, each
   line quoted with "> ".
+- Thread: sent through the mailbox the message came from (Gmail), the answer carries its
+  `thread_id`, so Gmail files it in the same conversation.
 - Forward: Subject `Fwd: <subject>`, the original's headers in a "Forwarded message" block
   above its text, and its attachments attached again (fetched now) under safe names.
 
@@ -70,6 +72,13 @@ def thread_headers(message: ReceivedMessage) -> list[tuple[str, str]]:
     if len(chain) > _MAX_REFERENCES:  # keep the thread's root and the newest ones
         chain = [chain[0], *chain[-(_MAX_REFERENCES - 1) :]]
     return [("In-Reply-To", message.message_id), ("References", " ".join(chain))]
+
+
+def same_thread(message: ReceivedMessage, via: EmailProvider) -> str | None:
+    """The message's conversation id when the answer goes out through the mailbox it was
+    read from (a Gmail thread id means nothing to another account); else None."""
+    mailbox: object = message.mailbox
+    return message.thread_id if via is mailbox else None
 
 
 def sender_of(message: ReceivedMessage) -> Address | None:
@@ -205,6 +214,7 @@ async def reply_draft(
         draft.cc(cc)
     for name, value in thread_headers(message):
         draft.header(name, value)
+    draft.thread(same_thread(message, via))
     cite = attribution(message)
     text = await original_text(message, timeout) if include_quote else ""
     draft.body(_with_quote(body, f"{cite}\n{quote(text)}") if include_quote else body)
@@ -241,6 +251,7 @@ async def forward_draft(
 ) -> EmailDraft:
     """A draft forwarding `message` to `to` through `via`, its attachments included."""
     draft = via.compose().to(to).subject(forward_subject(message.subject))
+    draft.thread(same_thread(message, via))
     block = forward_block(message, await original_text(message, timeout))
     draft.body(_with_quote(body, block))
     if html is not None:
