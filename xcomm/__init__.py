@@ -76,7 +76,7 @@ from xcomm.email._base import EmailProvider
 from xcomm.email._batch import FlagBatch
 from xcomm.email._compose import EmailDraft
 from xcomm.email._gmail import GmailProvider
-from xcomm.email._gmail_message import GmailMessage
+from xcomm.email._gmail_watch import GmailCheckpoint, GmailWatchState
 from xcomm.email._imap import IMAPProvider
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
 from xcomm.email._message import AttachmentInfo, Folder, ReceivedMessage
@@ -119,8 +119,9 @@ __all__ = [
     "Folder",
     "FolderStatus",
     "GlobalRateLimiter",
-    "GmailMessage",
+    "GmailCheckpoint",
     "GmailProvider",
+    "GmailWatchState",
     "IMAPProvider",
     "ImapSearch",
     "LifecycleError",

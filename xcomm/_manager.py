@@ -520,17 +520,21 @@ class CommManager:
         sender: str | Address | None = None,
         subject: str | None = None,
         scopes: Sequence[str] = GMAIL_DEFAULT_SCOPES,
+        create_labels: bool = True,
         rate_limit: RateLimit | float | None = None,
         retry: RetryPolicy | None = None,
         timeout: Timeout | float | None = None,
     ) -> GmailProvider:
-        """A Gmail API provider to send and search. See `docs/providers/gmail.md`.
+        """A Gmail API provider to send, search and act on mail. See
+        `docs/providers/gmail.md`.
 
         `credentials_path` is an authorized-user token file (`xcomm auth gmail` writes one)
         or a service-account key (`subject=` impersonates a Workspace user through
-        domain-wide delegation, with `scopes`); or pass your own `token_manager`. The
-        limiter defaults to the `gmail` preset (15,000 quota units a minute per user; a send
-        costs 100); `rate_limit` overrides it.
+        domain-wide delegation, with `scopes`: the default sends and reads; labelling and
+        trashing need gmail.modify); or pass your own `token_manager`. `add_label()` creates
+        a missing label unless `create_labels=False`. The limiter defaults to the `gmail`
+        preset (15,000 quota units a minute per user; a send costs 100); `rate_limit`
+        overrides it.
         """
         self._require_open("create a Gmail provider")
         from xcomm._presets import PRESETS
@@ -582,10 +586,12 @@ class CommManager:
             retry=retry,
             user_id=user_id,
             sender=sender,
+            create_labels=create_labels,
             timeout=timeout,
             spec={
                 "kind": "gmail", "credentials_path": path, "user_id": user_id,
                 "subject": subject, "sender": None if sender is None else str(sender),
+                "create_labels": None if create_labels else False,
             },
         )  # fmt: skip
         self._register(provider)
@@ -595,14 +601,17 @@ class CommManager:
     def email(self, provider: Literal["imap"], /, **config: Any) -> IMAPProvider: ...
 
     @overload
+    def email(self, provider: Literal["gmail"], /, **config: Any) -> GmailProvider: ...
+
+    @overload
     def email(self, provider: str, /, **config: Any) -> EmailProvider: ...
 
     def email(self, provider: str, /, **config: Any) -> EmailProvider | IMAPProvider:
         """An email provider by name with its own settings: `comm.email("smtp", host=...)`.
 
         Sending providers ("smtp", "ses", "gmail") share one API (`compose()`, `send()`,
-        `send_message()`); reading providers ("imap") share another (`search()`, `get()`,
-        `folders()`); "gmail" also searches (`search()`, `iter_search()`).
+        `send_message()`); reading providers ("imap", "gmail") share another (`search()`,
+        `get()`, `folders()`, message actions).
         """
         factories: dict[str, Callable[..., EmailProvider | IMAPProvider]] = {
             "smtp": self.smtp,

@@ -46,12 +46,15 @@ class PlatformLimit(msgspec.Struct, frozen=True, kw_only=True):
     daily_cap_note: str = ""
 
 
+#: Quota units per Gmail method (developers.google.com/gmail/api/reference/quota).
 GMAIL_COSTS: dict[str, float] = {
     "messages.send": 100,
     "drafts.send": 100,
     "messages.get": 5,
     "messages.list": 5,
     "messages.modify": 5,
+    "messages.trash": 5,
+    "messages.untrash": 5,
     "messages.attachments.get": 5,
     "messages.insert": 25,
     "messages.import": 25,
@@ -59,10 +62,25 @@ GMAIL_COSTS: dict[str, float] = {
     "messages.batchDelete": 50,
     "messages.delete": 10,
     "drafts.create": 10,
+    "drafts.delete": 10,
+    "drafts.get": 5,
+    "drafts.list": 5,
+    "drafts.update": 15,
+    "threads.get": 10,
+    "threads.list": 10,
+    "threads.modify": 10,
+    "threads.trash": 10,
+    "threads.untrash": 10,
+    "threads.delete": 20,
     "history.list": 2,
+    "labels.create": 5,
+    "labels.delete": 5,
+    "labels.update": 5,
     "labels.get": 1,
     "labels.list": 1,
     "getProfile": 1,
+    "watch": 100,
+    "stop": 50,
 }
 
 _SMTP = PlatformLimit(

@@ -3,7 +3,8 @@
 `validate(request)` finds the discovery method by HTTP verb and path template (the REST path
 under rootUrl + servicePath, or a media-upload `simple` path), then checks the path parameters,
 every query parameter (declared, right type, enum value, repeated only when allowed) and the
-JSON body's fields against the request schema. It returns the method id
+JSON body's fields against the request schema (for a multipart upload, the JSON metadata
+part; the media part's type against the accepted ones). It returns the method id
 (`gmail.users.messages.send`) or raises AssertionError saying what is wrong.
 """
 
@@ -84,6 +85,34 @@ def _check_body(schema_name: str, body: dict[str, Any]) -> None:
             assert isinstance(value, list), f"{schema_name}.{field} must be an array"
 
 
+def _check_multipart(request: httpx.Request, method: dict[str, Any]) -> tuple[str, bytes]:
+    """A multipart upload (`uploadType=multipart`, RFC 2387): JSON metadata conforming to the
+    request schema, then the media; returns the media's type and bytes."""
+    assert dict(parse_qsl(request.url.query.decode())).get("uploadType") == "multipart"
+    found = re.search(r'boundary="?([^";]+)"?', request.headers["content-type"])
+    assert found, "multipart/related without a boundary"
+    delimiter = b"--" + found.group(1).encode()
+    chunks = request.content.split(b"\r\n" + delimiter)
+    assert chunks[0].startswith(delimiter + b"\r\n"), "the body must open with the boundary"
+    assert chunks[-1] in (b"--", b"--\r\n"), "the body must close with the boundary"
+    parts = [chunks[0][len(delimiter) + 2 :], *(c[2:] for c in chunks[1:-1])]
+    assert len(parts) == 2, f"a multipart upload has 2 parts, not {len(parts)}"
+    decoded = []
+    for part in parts:
+        head, _, body = part.partition(b"\r\n\r\n")
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in head.decode().split("\r\n"))
+        }
+        decoded.append((headers.get("content-type", "").split(";")[0], body))
+    (meta_type, metadata), media = decoded
+    assert meta_type == "application/json", "the metadata part must come first, as JSON"
+    body = json.loads(metadata)
+    assert isinstance(body, dict)
+    _check_body(method["request"]["$ref"], body)
+    return media
+
+
 def validate(request: httpx.Request) -> str:
     """The discovery method id `request` calls; AssertionError when it does not conform."""
     url = request.url
@@ -113,11 +142,14 @@ def validate(request: httpx.Request) -> str:
         if upload:
             assert "uploadType" in seen, "a media upload needs uploadType"
             content_type = request.headers.get("content-type", "").split(";")[0]
+            media, content = content_type, request.content
+            if content_type == "multipart/related":
+                media, content = _check_multipart(request, method)
             accept = method["mediaUpload"]["accept"]
-            assert any(re.fullmatch(a.replace("*", ".*"), content_type) for a in accept), (
-                f"{content_type} not in {accept}"
+            assert any(re.fullmatch(a.replace("*", ".*"), media) for a in accept), (
+                f"{media} not in {accept}"
             )
-            assert len(request.content) <= int(method["mediaUpload"]["maxSize"])
+            assert len(content) <= int(method["mediaUpload"]["maxSize"])
         elif request.content:
             assert "request" in method, f"{method['id']} takes no body"
             body = json.loads(request.content)

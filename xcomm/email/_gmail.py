@@ -1,15 +1,22 @@
-"""The Gmail API provider: send the MIME message xcomm renders, and search a mailbox.
+"""The Gmail API provider: send, and read a Gmail mailbox as a `MailboxProvider`.
 
 Requests go through `HttpProvider._request` (limiter, retries, metrics); the provider's
 `auth` is a `TokenManager`, so a 401 refreshes the access token once. Every call charges
-its Gmail quota units (`PRESETS["gmail"].costs`) on the provider's limiter.
+its Gmail quota units (`GMAIL_COSTS`) on the provider's limiter.
+
+Messages are the one `ReceivedMessage` model (`_gmail_parse.py` maps Gmail's JSON and labels
+onto it). Labels, actions and batch mode are in `_gmail_actions.py`; `watch()` in
+`_gmail_watch.py`.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from typing import Any
+import os
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -24,12 +31,25 @@ from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
 from xcomm._validation import ascii_email
 from xcomm.email._base import EmailProvider
+from xcomm.email._gmail_actions import GmailActions
 from xcomm.email._gmail_errors import classify
-from xcomm.email._gmail_message import METADATA_HEADERS, GmailMessage, GmailView, parse_message
+from xcomm.email._gmail_parse import (
+    STRUCTURE_FIELDS,
+    GmailView,
+    ParsedMessage,
+    b64url_decode,
+    parse_message,
+)
+from xcomm.email._imap_plan import Keep, client_check
+from xcomm.email._mailbox import MailboxProvider, SearchQuery
+from xcomm.email._message import ReceivedMessage
 from xcomm.email._mime import render_message
 from xcomm.email._query import EmailQuery
 
-__all__ = ["GMAIL_MAX_MESSAGE_SIZE", "GMAIL_UPLOAD_THRESHOLD", "GmailProvider"]
+if TYPE_CHECKING:
+    from xcomm.email._gmail_watch import GmailWatchState
+
+__all__ = ["GMAIL_MAX_MESSAGE_SIZE", "GMAIL_UPLOAD_THRESHOLD", "GmailProvider", "send_request"]
 
 API = "https://gmail.googleapis.com/gmail/v1/users"
 UPLOAD = "https://gmail.googleapis.com/upload/gmail/v1/users"
@@ -40,6 +60,7 @@ GMAIL_UPLOAD_THRESHOLD = 5 * 1024 * 1024
 #: messages.get calls in flight at once during a search.
 SEARCH_CONCURRENCY = 8
 _PAGE_SIZE = 100
+_MAX_PAGE = 500
 
 
 def _b64url(raw: bytes) -> str:
@@ -58,34 +79,63 @@ def send_request(
 ) -> tuple[str, str, bytes, str]:
     """(method, url, body, content type) of `users.messages.send` for `raw` (pure).
 
-    Up to `GMAIL_UPLOAD_THRESHOLD` bytes, JSON with the base64url message; above it, a simple
-    media upload of the bytes themselves (no thread id: that needs a multipart upload).
+    Up to `GMAIL_UPLOAD_THRESHOLD` bytes, JSON with the base64url message (and `threadId`).
+    Above it, an upload of the bytes themselves: a simple media upload, or, to carry a
+    `threadId`, a multipart upload (JSON metadata, then the message/rfc822 part).
     """
-    if len(raw) > GMAIL_UPLOAD_THRESHOLD and thread_id is None:
+    if len(raw) <= GMAIL_UPLOAD_THRESHOLD:
+        body: dict[str, str] = {"raw": _b64url(raw)}
+        if thread_id:
+            body["threadId"] = thread_id
+        return "POST", f"{API}/{user_id}/messages/send", encode_json(body), "application/json"
+    if not thread_id:
         url = f"{UPLOAD}/{user_id}/messages/send?uploadType=media"
         return "POST", url, raw, "message/rfc822"
-    body: dict[str, str] = {"raw": _b64url(raw)}
-    if thread_id:
-        body["threadId"] = thread_id
-    return "POST", f"{API}/{user_id}/messages/send", encode_json(body), "application/json"
+    boundary = f"xcomm-{uuid.uuid4().hex}"
+    metadata = encode_json({"threadId": thread_id})
+    content = b"".join(
+        [
+            f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
+            metadata,
+            f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n".encode(),
+            raw,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    url = f"{UPLOAD}/{user_id}/messages/send?uploadType=multipart"
+    return "POST", url, content, f'multipart/related; boundary="{boundary}"'
 
 
-class GmailProvider(HttpProvider, EmailProvider):
-    """Send and search email with the Gmail API.
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How a search runs: `messages.list` parameters, the client check, the folder name."""
+
+    params: dict[str, Any]
+    keep: Keep | None
+    folder: str
+    full: bool  # read every message with format=full (bodies needed)
+    page_size: int | None
+
+
+class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
+    """Send, search and act on a Gmail mailbox with the Gmail API.
 
     Example:
         ```python
         async with CommManager() as comm:
             gmail = comm.gmail("token.json")    # written by `xcomm auth gmail`
             result = await gmail.compose().to("you@example.org").subject("Hi").body("Yo").send()
-            print(result.message_id)            # Gmail's message id
-            for m in await gmail.search(EmailQuery.from_("bob@example.com"), limit=10):
-                print(m.id, m.subject, m.snippet)
+            for m in await gmail.search(EmailQuery().from_sender("bob@example.com").limit(10)):
+                print(m.id, m.thread_id, m.subject, m.preview, m.labels)
+                await m.add_label("Bob")          # created when missing (create_labels=True)
+                m = await m.mark_as_read()
+                await (await m.reply(gmail, "Thanks!")).send()   # in the same Gmail thread
         ```
 
-    Each call charges its Gmail quota units on the limiter (100 for a send, 5 for a list or
-    get; the `gmail` preset allows 15,000 a minute per user). Errors are mapped as in
-    `xcomm/email/_gmail_errors.py` (and `docs/providers/gmail.md`).
+    Messages are `ReceivedMessage`s like IMAP's (labels and Gmail's read/starred/important
+    state as IMAP-style flags: see `_gmail_parse.py`). Each call charges its Gmail quota
+    units on the limiter (100 for a send, 5 for a list, get or modify; the `gmail` preset
+    allows 15,000 a minute per user). Errors are mapped as in `_gmail_errors.py`.
     """
 
     name = "gmail"
@@ -100,6 +150,7 @@ class GmailProvider(HttpProvider, EmailProvider):
         retry: RetryPolicy | None = None,
         user_id: str = "me",
         sender: str | Address | None = None,
+        create_labels: bool = True,
         timeout: Timeout | float | None = None,
         spec: dict[str, Any] | None = None,
     ) -> None:
@@ -115,11 +166,14 @@ class GmailProvider(HttpProvider, EmailProvider):
                 ) from exc
         self.auth = auth
         self.user_id = user_id
+        self.create_labels = bool(create_labels)
         self._timeout = None if timeout is None else Timeout.coerce(timeout)
         self._spec = dict(spec or {})
         self._json = self._headers({"Content-Type": "application/json"})
         self._rfc822 = self._headers({"Content-Type": "message/rfc822"})
         self._get = self._headers()
+        self._label_names: dict[str, str] | None = None
+        self._label_lock = anyio.Lock()
 
     def spec(self) -> dict[str, Any]:
         """Settings to rebuild this provider with (a credentials file path, never a secret)."""
@@ -128,51 +182,84 @@ class GmailProvider(HttpProvider, EmailProvider):
     def __repr__(self) -> str:
         return f"GmailProvider(user_id={self.user_id!r})"
 
-    def _classify(self, response: httpx.Response, *, idempotent: bool) -> ProviderError | None:
-        path = response.request.url.path
-        method = (
-            "send" if path.endswith("/send") else "list" if path.endswith("/messages") else "get"
-        )
-        return classify(response, idempotent=idempotent, method=method)
+    @property
+    def username(self) -> str | None:
+        """The mailbox's address when known (`user_id`, else the default sender): replies to
+        all leave it out."""
+        if "@" in self.user_id:
+            return self.user_id
+        return self.default_sender.email if self.default_sender is not None else None
 
-    async def _api(
+    def _classify(self, response: httpx.Response, *, idempotent: bool) -> ProviderError | None:
+        return classify(response, idempotent=idempotent)
+
+    async def _exchange(
         self,
         method: str,
         http_method: str,
-        url: str,
+        url: str | httpx.URL,
         *,
         body: bytes = b"",
         content_type: str | None = None,
         idempotent: bool = False,
         timeout: float | None = None,
     ) -> tuple[dict[str, Any], int, float]:
-        """One Gmail call charged `GMAIL_COSTS["messages.<method>"]` units; the JSON answer."""
-        if content_type == "message/rfc822":
+        """One Gmail call charged `GMAIL_COSTS[method]` units: (JSON answer, attempts,
+        duration). An empty answer (204) is `{}`."""
+        if content_type is None:
+            headers = self._get
+        elif content_type == "application/json":
+            headers = self._json
+        elif content_type == "message/rfc822":
             headers = self._rfc822
         else:
-            headers = self._json if content_type else self._get
+            headers = self._headers({"Content-Type": content_type})
         request = self._build_request(http_method, httpx.URL(url), headers, body)
-        cost = GMAIL_COSTS[f"messages.{method}"]
         response, attempts, duration = await self._request(
-            f"messages.{method}", request, cost=cost, idempotent=idempotent, timeout=timeout
+            method, request, cost=GMAIL_COSTS[method], idempotent=idempotent, timeout=timeout
         )
         try:
             answer = msgspec.json.decode(response.content) if response.content else {}
         except msgspec.DecodeError as exc:
             raise ProviderError(
-                "Gmail answered with something that is not JSON",
+                f"Gmail answered {method} with something that is not JSON",
                 provider=self.name,
                 status=response.status_code,
             ) from exc
-        if not isinstance(answer, dict):
-            answer = {}
-        return answer, attempts, duration
+        return (answer if isinstance(answer, dict) else {}), attempts, duration
+
+    async def _api(
+        self,
+        method: str,
+        http_method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """`<API>/users/<user_id>/<path>`: GETs are idempotent (retried on a 500)."""
+        url = httpx.URL(f"{API}/{self.user_id}/{path}", params=params or None)
+        body = b"" if json is None else encode_json(json)
+        answer, _, _ = await self._exchange(
+            method,
+            http_method,
+            url,
+            body=body,
+            content_type=None if json is None else "application/json",
+            idempotent=http_method == "GET",
+            timeout=timeout,
+        )
+        return answer
+
+    # -- send --------------------------------------------------------------------------------
 
     async def send(self, message: EmailMessage, /, *, timeout: float | None = None) -> SendResult:
-        """Send `message` with `users.messages.send` (a media upload above 5 MB).
+        """Send `message` with `users.messages.send` (an upload above 5 MB).
 
         Gmail sends to the To, Cc and Bcc headers of the raw message and removes Bcc before
         delivery. The From address must be the account's or one of its verified aliases.
+        With `message.thread_id` (a reply sets it), Gmail files the message in that thread.
 
         Raises:
             ValidationError: no recipients, or a message that cannot be rendered.
@@ -192,10 +279,13 @@ class GmailProvider(HttpProvider, EmailProvider):
                 f"the message is {len(raw)} bytes; Gmail accepts {self.max_message_size}",
                 provider=self.name,
             )
-        http_method, url, body, content_type = send_request(raw, user_id=self.user_id)
-        answer, attempts, duration = await self._api(
-            "send", http_method, url, body=body, content_type=content_type, timeout=timeout
+        http_method, url, body, content_type = send_request(
+            raw, user_id=self.user_id, thread_id=message.thread_id
         )
+        answer, attempts, duration = await self._exchange(
+            "messages.send", http_method, url, body=body, content_type=content_type,
+            timeout=timeout,
+        )  # fmt: skip
         return SendResult(
             message_id=answer.get("id"),
             provider=self.name,
@@ -205,101 +295,206 @@ class GmailProvider(HttpProvider, EmailProvider):
             status=200,
         )
 
-    # -- search ------------------------------------------------------------------------------
+    # -- reading -----------------------------------------------------------------------------
 
-    async def search(
-        self,
-        query: EmailQuery | str = "",
-        /,
-        *,
-        limit: int | None = None,
-        include_spam_trash: bool = False,
-    ) -> list[GmailMessage]:
-        """Messages matching `query` (an `EmailQuery`, or a Gmail search string such as
-        `"from:bob is:unread"`), newest first; at most `limit` of them.
-
-        The server runs what Gmail's `q` and `labelIds` can express; the rest of an
-        `EmailQuery` (see `query.explain("gmail")`) is checked here on each message's headers.
-        """
-        if limit is not None and limit < 0:
-            raise ValidationError(f"limit must be >= 0, got {limit}")
-        found = [
-            m async for m in self._iter(query, limit=limit, include_spam_trash=include_spam_trash)
-        ]
-        if isinstance(query, EmailQuery):
-            views = query.sort_and_limit([GmailView(m) for m in found])
-            found = [view.message for view in views]
-        return found if limit is None else found[:limit]
-
-    def iter_search(
-        self, query: EmailQuery | str = "", /, *, include_spam_trash: bool = False
-    ) -> AsyncIterator[GmailMessage]:
-        """Like `search()` without a limit, yielding each page's messages as they arrive
-        (in Gmail's order: the query's own sort is not applied)."""
-        return self._iter(query, limit=None, include_spam_trash=include_spam_trash)
-
-    async def _iter(
-        self, query: EmailQuery | str, *, limit: int | None, include_spam_trash: bool
-    ) -> AsyncIterator[GmailMessage]:
-        params: dict[str, Any]
-        residual: EmailQuery | None = None
-        early_stop = limit
+    async def _plan(
+        self, query: str | SearchQuery | None, folder: str | None, *, bodies: bool,
+        timeout: float | None,
+    ) -> _Plan:  # fmt: skip
+        params: dict[str, Any] = {}
+        keep: Keep | None = None
+        full = bodies
+        page_size: int | None = None
         if isinstance(query, EmailQuery):
             plan = query.explain("gmail")
             params = dict(plan.request) if isinstance(plan.request, dict) else {}
-            residual = plan.client
-            if not plan.sort_on_server:
-                early_stop = None  # every match is needed to sort them here
-            elif query.max_results is not None:
-                early_stop = min(x for x in (limit, query.max_results) if x is not None)
-        else:
+            keep = client_check(plan.client, timeout, GmailView)
+            full = full or (plan.client is not None and plan.client.reads_bodies())
+            page_size = int(params.pop("maxResults", 0) or 0) or None
+        elif isinstance(query, str):
             params = {"q": query} if query else {}
+        elif query is not None:
+            matches: Callable[[Any], bool] | None = getattr(query, "matches", None)
+            if matches is None:
+                raise ValidationError(
+                    "Gmail searches with an EmailQuery or a Gmail search string "
+                    f"(`from:bob is:unread`); {type(query).__name__} has no matches() to "
+                    "check messages with"
+                )
+
+            async def keep_matching(message: ReceivedMessage) -> bool:
+                return bool(matches(message))
+
+            keep = keep_matching
+        if folder is not None:
+            label = await self._label_id(folder, create=False, timeout=timeout)
+            params["labelIds"] = list(dict.fromkeys([*(params.get("labelIds") or ()), label]))
         params = {k: v for k, v in params.items() if v not in (None, "", [], ())}
-        page_size = int(params.pop("maxResults", 0) or 0) or _PAGE_SIZE
-        if early_stop is not None and residual is None:
-            page_size = max(1, min(page_size, early_stop))
-        params["maxResults"] = page_size
-        if include_spam_trash:
-            params["includeSpamTrash"] = "true"
-        headers: tuple[str, ...] | None = METADATA_HEADERS if residual is None else None
-        yielded = 0
+        return _Plan(params, keep, folder or "", full, page_size)
+
+    async def _pages(
+        self, params: dict[str, Any], page_size: int, timeout: float | None
+    ) -> AsyncIterator[list[str]]:
+        """Message ids from `messages.list`, a page at a time, in Gmail's order (newest
+        first)."""
         token: str | None = None
-        while early_stop is None or yielded < early_stop:
-            page = dict(params)
+        while True:
+            page = {**params, "maxResults": page_size}
             if token:
                 page["pageToken"] = token
-            url = httpx.URL(f"{API}/{self.user_id}/messages", params=page)
-            answer, _, _ = await self._api("list", "GET", str(url), idempotent=True)
-            ids = [str(m["id"]) for m in answer.get("messages") or () if isinstance(m, dict)]
-            for message in await self._get_many(ids, headers):
-                if residual is not None and not residual.matches(GmailView(message)):
-                    continue
-                yield message
-                yielded += 1
-                if early_stop is not None and yielded >= early_stop:
-                    return
+            answer = await self._api("messages.list", "GET", "messages", params=page,
+                                     timeout=timeout)  # fmt: skip
+            yield [str(m["id"]) for m in answer.get("messages") or () if isinstance(m, dict)]
             token = answer.get("nextPageToken") or None
             if not token:
                 return
 
-    async def get(self, message_id: str, /) -> GmailMessage:
-        """One message's metadata (`users.messages.get`, `format=metadata`, all headers)."""
-        return (await self._get_many([message_id], None))[0]
+    async def search(
+        self,
+        query: str | SearchQuery = "",
+        /,
+        *,
+        folder: str | None = None,
+        limit: int | None = None,
+        bodies: bool = False,
+        timeout: float | None = None,
+        include_spam_trash: bool = False,
+    ) -> list[ReceivedMessage]:
+        """Messages matching `query` (an `EmailQuery`, or a Gmail search string such as
+        `"from:bob is:unread"`), oldest first; with `limit`, the newest `limit` of them.
 
-    async def _get_many(
-        self, ids: list[str], headers: tuple[str, ...] | None
-    ) -> list[GmailMessage]:
-        """`messages.get` for every id, `SEARCH_CONCURRENCY` at a time, in the ids' order."""
-        results: list[GmailMessage | None] = [None] * len(ids)
-        query: list[tuple[str, str]] = [("format", "metadata")]
-        query += [("metadataHeaders", name) for name in headers or ()]
+        `folder` is a label name (`"INBOX"`, `"Clients/Acme"`) the messages must have; they
+        come back with `folder` set to it. The server runs what Gmail's `q` and `labelIds`
+        can express; the rest of an `EmailQuery` (`query.explain("gmail")`) is checked here.
+        `bodies=True` reads every message with its text and HTML in the same call
+        (`format=full`) instead of on first `text()`/`html()`.
+        """
+        if limit is not None and not (isinstance(limit, int) and limit >= 0):
+            raise ValidationError(f"limit must be a non-negative int, got {limit!r}")
+        plan = await self._plan(query, folder, bodies=bodies, timeout=timeout)
+        need = limit
+        if (
+            isinstance(query, EmailQuery)
+            and query.max_results is not None
+            and query.explain("gmail").sort_on_server
+        ):
+            need = min(x for x in (limit, query.max_results) if x is not None)
+        found: list[ReceivedMessage] = []
+        if need != 0:
+            size = plan.page_size or _PAGE_SIZE
+            if need is not None and plan.keep is None:
+                size = max(1, min(size, need))
+            async for ids in self._pages(self._listing(plan, include_spam_trash), size, timeout):
+                await self._collect(ids, plan, found, need, timeout)
+                if need is not None and len(found) >= need:
+                    break
+        found.reverse()
+        if isinstance(query, EmailQuery):
+            return query.sort_and_limit(found)  # type: ignore[type-var]
+        return found
+
+    def _listing(self, plan: _Plan, include_spam_trash: bool) -> dict[str, Any]:
+        params = dict(plan.params)
+        if include_spam_trash:
+            params["includeSpamTrash"] = "true"
+        return params
+
+    async def _collect(
+        self,
+        ids: list[str],
+        plan: _Plan,
+        found: list[ReceivedMessage],
+        need: int | None,
+        timeout: float | None,
+    ) -> None:
+        """Read `ids` (newest first) into `found` until it holds `need` matches."""
+        start = 0
+        while start < len(ids) and (need is None or len(found) < need):
+            step = len(ids) if need is None else max(SEARCH_CONCURRENCY, need - len(found))
+            chunk = ids[start : start + step]
+            start += step
+            for message in await self._read(chunk, plan, timeout):
+                if plan.keep is None or await plan.keep(message):
+                    found.append(message)
+                    if need is not None and len(found) >= need:
+                        return
+
+    def iter_search(
+        self,
+        query: str | SearchQuery = "",
+        /,
+        *,
+        folder: str | None = None,
+        batch_size: int | None = None,
+        bodies: bool = False,
+        include_spam_trash: bool = False,
+    ) -> AsyncIterator[ReceivedMessage]:
+        """Like `search()` without a limit, oldest first: every matching id is listed first
+        (`messages.list`, 500 a page), then messages are read `batch_size` at a time
+        (default 100) and yielded as each batch arrives."""
+        if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValidationError("batch_size must be a positive int")
+        if isinstance(query, EmailQuery) and query.order:
+            raise ValidationError(
+                "iter_search() streams oldest first; a sorted query needs search()"
+            )
+        return self._iter(query, folder, batch_size or _PAGE_SIZE, bodies, include_spam_trash)
+
+    async def _iter(
+        self,
+        query: str | SearchQuery,
+        folder: str | None,
+        batch_size: int,
+        bodies: bool,
+        include_spam_trash: bool,
+    ) -> AsyncIterator[ReceivedMessage]:
+        plan = await self._plan(query, folder, bodies=bodies, timeout=None)
+        ids: list[str] = []
+        async for page in self._pages(self._listing(plan, include_spam_trash), _MAX_PAGE, None):
+            ids.extend(page)
+        ids.reverse()
+        for start in range(0, len(ids), batch_size):
+            for message in await self._read(ids[start : start + batch_size], plan, None):
+                if plan.keep is None or await plan.keep(message):
+                    yield message
+
+    async def get(
+        self, key: int | str, /, *, folder: str | None = None, timeout: float | None = None
+    ) -> ReceivedMessage | None:
+        """The message with Gmail id `key` (`message.id`), or None when Gmail has none."""
+        if isinstance(key, bool) or not isinstance(key, int | str) or not str(key).strip():
+            raise ValidationError(f"a Gmail message id is a non-empty string, got {key!r}")
+        message_id = str(key).strip()
+        if not message_id.isalnum():
+            raise ValidationError(f"{message_id!r} is not a Gmail message id")
+        try:
+            answer = await self._api("messages.get", "GET", f"messages/{message_id}",
+                                     params=_STRUCTURE, timeout=timeout)  # fmt: skip
+        except ProviderError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        (message,) = await self._parsed([answer], folder or "")
+        return self._bound(message)
+
+    async def _read(
+        self, ids: list[str], plan: _Plan, timeout: float | None
+    ) -> list[ReceivedMessage]:
+        """`messages.get` for every id, `SEARCH_CONCURRENCY` at a time, in the ids' order;
+        a message deleted meanwhile (404) is left out."""
+        answers: list[dict[str, Any] | None] = [None] * len(ids)
+        params = _FULL if plan.full else _STRUCTURE
         limiter = anyio.CapacityLimiter(SEARCH_CONCURRENCY)
 
         async def one(index: int, message_id: str) -> None:
             async with limiter:
-                url = httpx.URL(f"{API}/{self.user_id}/messages/{message_id}", params=query)
-                answer, _, _ = await self._api("get", "GET", str(url), idempotent=True)
-                results[index] = parse_message(answer)
+                try:
+                    answers[index] = await self._api("messages.get", "GET",
+                                                     f"messages/{message_id}", params=params,
+                                                     timeout=timeout)  # fmt: skip
+                except ProviderError as exc:
+                    if exc.status != 404:
+                        raise
 
         try:
             async with anyio.create_task_group() as group:
@@ -312,4 +507,115 @@ class GmailProvider(HttpProvider, EmailProvider):
             if first is None:
                 raise
             raise first from None
-        return [m for m in results if m is not None]
+        parsed = await self._parsed([a for a in answers if a is not None], plan.folder)
+        return [self._bound(p) for p in parsed]
+
+    async def _messages(
+        self, ids: list[str], *, folder: str, full: bool, timeout: float | None = None
+    ) -> list[ReceivedMessage]:
+        """The messages `ids`, read as a search would (a deleted one is left out)."""
+        return await self._read(ids, _Plan({}, None, folder, full, None), timeout)
+
+    async def _parsed(self, answers: list[dict[str, Any]], folder: str) -> list[ParsedMessage]:
+        """Parse answers, with user label ids named (labels.list, cached)."""
+        wanted = {str(x) for a in answers for x in a.get("labelIds") or ()}
+        names = await self._names_for(wanted)
+        return [parse_message(a, names=names, folder=folder) for a in answers if "id" in a]
+
+    def _bound(self, parsed: ParsedMessage) -> ReceivedMessage:
+        message = parsed.message.bind(self)
+        cache = message.__dict__
+        cache["_gmail_data"] = parsed.data
+        cache["_gmail_attachments"] = parsed.attachment_ids
+        return message
+
+    async def fetch_part(
+        self,
+        message: ReceivedMessage,
+        section: str,
+        encoding: str,
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> bytes:
+        """One part of `message`, decoded (Gmail undoes the transfer encoding): from the
+        data already read, else `messages.attachments.get` for a part with an attachment id,
+        else one `messages.get` (`format=full`) that also keeps the text and HTML bodies."""
+        cache = message.__dict__
+        data: dict[str, bytes] = cache.setdefault("_gmail_data", {})
+        ids: dict[str, str] = cache.setdefault("_gmail_attachments", {})
+        if section not in data and section not in ids:
+            answer = await self._api("messages.get", "GET", f"messages/{message.id}",
+                                     params=_FULL, timeout=timeout)  # fmt: skip
+            (parsed,) = await self._parsed([answer], message.folder)
+            data.update(parsed.data)
+            ids.update(parsed.attachment_ids)
+            for key in ("_text", "_html"):
+                if key in parsed.message.__dict__:
+                    cache.setdefault(key, parsed.message.__dict__[key])
+        if section in data:
+            return data[section]
+        if section not in ids:
+            return b""
+        answer = await self._api(
+            "messages.attachments.get", "GET",
+            f"messages/{message.id}/attachments/{ids[section]}", timeout=timeout,
+        )  # fmt: skip
+        return b64url_decode(str(answer.get("data") or ""))
+
+    async def thread(
+        self, thread_id: str, /, *, timeout: float | None = None
+    ) -> list[ReceivedMessage]:
+        """The messages of a Gmail conversation (`users.threads.get`, 10 quota units), oldest
+        first, each with its structure like a search result.
+
+        Raises:
+            ProviderError: Gmail has no such thread (404).
+        """
+        if not (isinstance(thread_id, str) and thread_id.isalnum()):
+            raise ValidationError(f"{thread_id!r} is not a Gmail thread id")
+        answer = await self._api("threads.get", "GET", f"threads/{thread_id}",
+                                 params=_THREAD, timeout=timeout)  # fmt: skip
+        messages = [m for m in answer.get("messages") or () if isinstance(m, dict)]
+        return [self._bound(p) for p in await self._parsed(messages, "")]
+
+    # -- monitoring --------------------------------------------------------------------------
+
+    def watch(
+        self,
+        query: str | SearchQuery | None = None,
+        *,
+        folder: str | None = None,
+        idle_timeout: float = 29 * 60,
+        poll_interval: float = 30.0,
+        since_uid: int | None = None,
+        include_existing: bool = False,
+        use_idle: bool = True,
+        history_id: str | None = None,
+        state: str | os.PathLike[str] | GmailWatchState | None = None,
+    ) -> AsyncGenerator[ReceivedMessage, None]:
+        """New messages labelled `folder` (default `"INBOX"`; a label name), matching
+        `query` when given, each once, as they arrive: `history.list` every
+        `poll_interval` seconds from a history id. See `docs/providers/gmail.md`.
+
+        Starts from `history_id`, else the one saved in `state` (a file path, or an object
+        with async `load()`/`save()`), else the mailbox's current one (`getProfile`); with
+        `state`, where it got to is saved after each message, so a restart goes on from
+        there. A history id Gmail no longer has (404, about a week old) is recovered from
+        by listing the messages received since the last one seen. `include_existing=True`
+        yields the folder's matching messages first. Close it with `contextlib.aclosing()`.
+        Gmail has no push here and no UIDs: `idle_timeout` and `use_idle` are ignored and
+        `since_uid` is refused (use `history_id`).
+        """
+        from xcomm.email._gmail_watch import start_watch
+
+        if since_uid is not None:
+            raise ValidationError("Gmail has no UIDs: resume a watch with history_id= or state=")
+        return start_watch(self, query, folder=folder or "INBOX", poll_interval=poll_interval,
+                           include_existing=include_existing, history_id=history_id,
+                           state=state)  # fmt: skip
+
+
+_STRUCTURE = {"format": "full", "fields": STRUCTURE_FIELDS}
+_FULL = {"format": "full"}
+_THREAD = {"format": "full", "fields": f"id,historyId,messages({STRUCTURE_FIELDS})"}

@@ -11,7 +11,12 @@ Gmail answers errors as
 | 403 `insufficientPermissions` (a missing scope)       | AuthenticationError        | no      |
 | 401 after the one token refresh, other 403            | AuthenticationError        | no      |
 | 400 (`invalidArgument`, `failedPrecondition`), 413    | MessageError               | no      |
+| 404 `notFound` (a message, thread or label that is gone) | ProviderError naming it | no      |
+| 409 on `labels.create` (the name exists or conflicts) | ProviderError              | no      |
 | 502, 503 (`backendError`), 500 for idempotent calls   | ServiceUnavailable         | yes     |
+
+`method_of(request)` names the Gmail method a request calls (`messages.modify`): the quota
+table, the scope hints and the messages use it.
 
 "permanent" is `transient=False`: Gmail's daily quota resets on Google's day, not within one
 `send()` call. A 401 first goes through the provider's `TokenManager` (one refresh, one retry).
@@ -19,6 +24,7 @@ Gmail answers errors as
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -27,19 +33,73 @@ import msgspec
 from xcomm._errors import AuthenticationError, ProviderError, RateLimitError
 from xcomm._http import map_status, parse_retry_after
 
-__all__ = ["GMAIL_SEND_SCOPE", "classify", "error_reason"]
+__all__ = [
+    "GMAIL_FULL_SCOPE",
+    "GMAIL_MODIFY_SCOPE",
+    "GMAIL_SEND_SCOPE",
+    "classify",
+    "error_reason",
+    "method_of",
+]
 
 PROVIDER = "gmail"
-#: The narrowest scope `send()` needs; `search()` needs gmail.readonly (or gmail.metadata).
-GMAIL_SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
+_SCOPES = "https://www.googleapis.com/auth/"
+#: The narrowest scope `send()` needs.
+GMAIL_SEND_SCOPE = f"{_SCOPES}gmail.send"
+#: Read, label, trash and send: everything but deleting for good.
+GMAIL_MODIFY_SCOPE = f"{_SCOPES}gmail.modify"
+#: Full access; the only scope that allows `messages.delete` (deleting for good).
+GMAIL_FULL_SCOPE = "https://mail.google.com/"
 
 _THROTTLED = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 _DAILY = frozenset({"dailyLimitExceeded", "quotaExceeded"})
+_READ = f"{_SCOPES}gmail.readonly (or {GMAIL_MODIFY_SCOPE})"
 _SCOPE_HINT = {
-    "send": f"{GMAIL_SEND_SCOPE} (or gmail.compose / gmail.modify / https://mail.google.com/)",
-    "list": "https://www.googleapis.com/auth/gmail.readonly (or gmail.metadata / gmail.modify)",
-    "get": "https://www.googleapis.com/auth/gmail.readonly (or gmail.metadata / gmail.modify)",
+    "messages.send": f"{GMAIL_SEND_SCOPE} (or gmail.compose / gmail.modify / {GMAIL_FULL_SCOPE})",
+    "messages.list": _READ,
+    "messages.get": _READ,
+    "messages.attachments.get": _READ,
+    "threads.get": _READ,
+    "history.list": _READ,
+    "getProfile": _READ,
+    "labels.list": f"{_SCOPES}gmail.labels (or gmail.readonly / gmail.modify)",
+    "labels.create": f"{_SCOPES}gmail.labels (or {GMAIL_MODIFY_SCOPE})",
+    "messages.delete": (
+        f"{GMAIL_FULL_SCOPE} (deleting for good needs full access; with "
+        f"{GMAIL_MODIFY_SCOPE}, move the message to the trash with trash() instead)"
+    ),
 }
+#: What a 404 from each method means.
+_GONE = {
+    "threads.get": "thread",
+    "history.list": "history id (too old: Gmail keeps about a week of history)",
+    "messages.attachments.get": "attachment",
+}
+_MESSAGE_PATH = re.compile(r"/users/[^/]+/(messages|threads|labels)(?:/([^/]+))?(?:/(\w+))?")
+
+
+def method_of(request: httpx.Request) -> str:
+    """The Gmail method `request` calls (`messages.get`, `labels.create`, ...) from its path."""
+    path = request.url.path
+    if "/upload/" in path:
+        return "messages.send"
+    verb = request.method
+    tail = path.split("/users/", 1)[-1].split("/", 1)[-1]
+    if tail in ("profile", "history"):
+        return "getProfile" if tail == "profile" else "history.list"
+    found = _MESSAGE_PATH.search(path)
+    if found is None:
+        return "messages.get"
+    kind, item, action = found.groups()
+    if kind == "messages" and item in ("send", "batchModify", "batchDelete", "import"):
+        return f"messages.{item}"
+    if action == "attachments":
+        return "messages.attachments.get"
+    if action is not None:
+        return f"{kind}.{action}"
+    if item is None:
+        return f"{kind}.list" if verb == "GET" else f"{kind}.create"
+    return {"GET": f"{kind}.get", "DELETE": f"{kind}.delete"}.get(verb, f"{kind}.update")
 
 
 class _Reason(msgspec.Struct):
@@ -75,12 +135,13 @@ def error_reason(response: httpx.Response) -> tuple[str | None, str | None]:
 
 
 def classify(
-    response: httpx.Response, *, idempotent: bool, method: str = "send"
+    response: httpx.Response, *, idempotent: bool, method: str | None = None
 ) -> ProviderError | None:
     """The xcomm error for a Gmail answer (None for a 2xx), as in the module table."""
     status = response.status_code
     if 200 <= status < 300:
         return None
+    method = method or method_of(response.request)
     reason, message = error_reason(response)
     kw: dict[str, Any] = {
         "provider": PROVIDER,
@@ -98,10 +159,26 @@ def classify(
             **kw,
         )
     if status == 403 and reason in ("insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"):
-        scope = _SCOPE_HINT.get(method, "a Gmail scope that allows this call")
+        scope = _SCOPE_HINT.get(method, f"{GMAIL_MODIFY_SCOPE} (or {GMAIL_FULL_SCOPE})")
         return AuthenticationError(
-            f"the token lacks the scope for users.messages.{method}: grant {scope} "
+            f"the token lacks the scope for users.{method}: grant {scope} "
             "and sign in again (`xcomm auth gmail`)",
+            **kw,
+        )
+    if status == 404:
+        what = _GONE.get(method)
+        if what is None:
+            found = _MESSAGE_PATH.search(response.request.url.path)
+            kind = found.group(1)[:-1] if found else "message"
+            item = found.group(2) if found else None
+            what = f"{kind} {item}" if item else kind
+            if kind == "message":
+                what += " (deleted, or an id from another account)"
+        return ProviderError(f"Gmail has no such {what}", **kw)
+    if status == 409 and method == "labels.create":
+        return ProviderError(
+            "Gmail refused to create the label: a label with that name exists (names are "
+            "compared without case) or it conflicts with a system label",
             **kw,
         )
     error = map_status(response, provider=PROVIDER, idempotent=idempotent)
