@@ -10,7 +10,8 @@ watch follows it from a history id:
    every `poll_interval` seconds, all pages; each added message is read (`messages.get`,
    structure only, or `format=full` when the query looks into bodies), checked with the
    query (`query.matches()`: the whole query runs locally, history has no search) and
-   yielded, oldest first. Then the id moves to the answer's `historyId`.
+   yielded, oldest first. The id moves past each message's history record as it is handed
+   out, and to the answer's `historyId` once all are.
 3. **Each message once.** The checkpoint keeps the history id, the newest `internalDate`
    handed out and the ids of the last `SEEN_LIMIT` messages handed out (a message added
    twice, or listed again after a resync, is skipped). With `state`, it is saved after the
@@ -78,6 +79,14 @@ class GmailCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
     history_id: str
     received_ms: int = 0
     seen: tuple[str, ...] = ()
+
+    def moved_to(self, history_id: str | None) -> GmailCheckpoint:
+        """This checkpoint going on from `history_id` (never back)."""
+        if history_id is None or not history_id.isdigit():
+            return self
+        if self.history_id.isdigit() and int(history_id) <= int(self.history_id):
+            return self
+        return msgspec.structs.replace(self, history_id=history_id)
 
     def handed_out(self, message: ReceivedMessage) -> GmailCheckpoint:
         """This checkpoint once `message` was handed out."""
@@ -241,10 +250,11 @@ class _Watcher:
         await self.save()
         return True
 
-    async def added(self) -> tuple[list[str], str]:
-        """Ids of the messages added since the checkpoint, oldest first, and the history id
-        to go on from."""
-        ids: list[str] = []
+    async def added(self) -> tuple[dict[str, str | None], str]:
+        """The messages added since the checkpoint, oldest first, each with the history id
+        that precedes its record (where a restart may go on from once it is handed out),
+        and the history id to go on from after all of them."""
+        found: dict[str, str | None] = {}
         token: str | None = None
         latest = self.checkpoint.history_id
         while True:
@@ -258,26 +268,29 @@ class _Watcher:
                 params["pageToken"] = token
             answer = await self.provider._api("history.list", "GET", "history", params=params)
             for record in answer.get("history") or ():
-                for added in record.get("messagesAdded") or () if isinstance(record, dict) else ():
+                if not isinstance(record, dict):
+                    continue
+                number = str(record.get("id") or "")
+                before = str(int(number) - 1) if number.isdigit() and number != "0" else None
+                for added in record.get("messagesAdded") or ():
                     message = added.get("message") if isinstance(added, dict) else None
                     if isinstance(message, dict) and "id" in message:
-                        ids.append(str(message["id"]))
+                        found.setdefault(str(message["id"]), before)
             latest = str(answer.get("historyId") or latest)
             token = answer.get("nextPageToken") or None
             if not token:
-                return list(dict.fromkeys(ids)), latest
+                return found, latest
 
-    async def since_last(self) -> tuple[list[str], str]:
-        """After an expired history id: the current one, and the ids of the messages
-        received since the newest one handed out (oldest first)."""
+    async def since_last(self) -> tuple[dict[str, str | None], str]:
+        """After an expired history id: the messages received since the newest one handed
+        out (oldest first), and the current history id."""
         latest = await self.current_history()
         after = max(0, self.checkpoint.received_ms // 1000 - 1)
         params: dict[str, Any] = {"q": f"after:{after}", "labelIds": [self.label]}
         ids: list[str] = []
         async for page in self.provider._pages(params, _HISTORY_PAGE, None):
             ids.extend(page)
-        ids.reverse()
-        return ids, latest
+        return dict.fromkeys(reversed(ids)), latest
 
     async def read(self, ids: Iterable[str]) -> list[ReceivedMessage]:
         """The messages not handed out yet, read as a search would (a deleted one is left
@@ -318,12 +331,13 @@ class _Watcher:
                     await provider._context.clock.sleep(delay)
                     continue
                 messages, latest = pending
-                for message in messages:
+                for message, before in messages:
+                    self.checkpoint = self.checkpoint.moved_to(before)
                     if self.keep is None or await self.keep(message):
                         self.checkpoint = self.checkpoint.handed_out(message)
                         yield message
                         await self.save()
-                self.checkpoint = msgspec.structs.replace(self.checkpoint, history_id=latest)
+                self.checkpoint = self.checkpoint.moved_to(latest)
                 await self.save()
                 if not messages:
                     await provider._context.clock.sleep(self.poll_interval)
@@ -331,11 +345,12 @@ class _Watcher:
             with anyio.CancelScope(shield=True):
                 await self.save()
 
-    async def poll(self) -> tuple[list[ReceivedMessage], str]:
-        """The new messages since the checkpoint (resyncing after a 404) and the history id
-        to go on from."""
+    async def poll(self) -> tuple[list[tuple[ReceivedMessage, str | None]], str]:
+        """The new messages since the checkpoint (resyncing after a 404), each with the
+        history id a restart may go on from once it is handled, and the history id to go on
+        from after all of them."""
         try:
-            ids, latest = await self.added()
+            found, latest = await self.added()
         except ProviderError as exc:
             if exc.status != 404:
                 raise
@@ -345,5 +360,6 @@ class _Watcher:
                 self.checkpoint.history_id,
                 exc.detail,
             )
-            ids, latest = await self.since_last()
-        return await self.read(ids), latest
+            found, latest = await self.since_last()
+        messages = await self.read(found)
+        return [(m, found.get(m.id)) for m in messages], latest
