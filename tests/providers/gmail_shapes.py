@@ -64,7 +64,7 @@ def message(
     labels: tuple[str, ...] = ("INBOX", "UNREAD", "IMPORTANT", "Label_7", "CATEGORY_UPDATES"),
     internal: int = 1_762_160_400_000,
     thread: str | None = None,
-    text: str = "Numbers attached.\n\n> an old quote\nBye\n",
+    text: str = "Numbers attached.\r\n\r\n> an old quote\r\nBye\r\n",
     extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A `messages.get?format=full` answer: multipart/mixed with a text/HTML alternative,

@@ -35,6 +35,7 @@ from gmail_shapes import (
     modified,
     structure,
 )
+from mailbox_scenario import triage
 
 from xcomm import (
     AuthenticationError,
@@ -220,7 +221,7 @@ async def test_text_and_html_come_with_one_full_get(
 ) -> None:
     m = await one_message(gmail, router)
     before = len(calls(router))
-    assert await m.text() == "Numbers attached.\n\n> an old quote\nBye\n"
+    assert await m.text() == "Numbers attached.\r\n\r\n> an old quote\r\nBye\r\n"
     assert await m.html() == "<p>Numbers <b>attached</b>.</p>"
     full = calls(router)[before:]
     assert len(full) == 1 and query_of(full[0]) == {"format": ["full"]}
@@ -723,3 +724,39 @@ def test_the_validator_checks_multipart_uploads() -> None:
     )  # fmt: skip
     with pytest.raises(AssertionError, match="nope"):
         validate(request)
+
+
+# -- the same code on every mailbox ------------------------------------------------------------
+
+
+async def test_the_same_triage_code_works_on_gmail(
+    gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route, tmp_path: Path
+) -> None:
+    m = await one_message(gmail, router)
+    modify = router.post(f"{LIST}/m1/modify")
+    modify.side_effect = [
+        httpx.Response(200, json=modified("m1", ["INBOX"])),
+        httpx.Response(200, json=modified("m1", ["INBOX", "Label_7"])),
+        httpx.Response(200, json=modified("m1", ["Label_3", "Label_7"])),
+    ]
+    router.get(f"{LIST}/m1/attachments/ANGjdJ_m1_pdf").respond(
+        200, json=attachment(PDF, "ANGjdJ_m1_pdf")
+    )
+    delete = router.delete(f"{LIST}/m1").respond(204)
+    outcome = await triage(m, via=gmail, downloads=tmp_path)
+    assert outcome.read and "Boss" in outcome.labels
+    assert outcome.text.splitlines() == ["Numbers attached.", "", "> an old quote", "Bye"]
+    assert outcome.saved == ("report.pdf",)
+    assert (tmp_path / "report.pdf").read_bytes() == PDF
+    assert outcome.reply_subject == "Re: Quarterly report"
+    assert outcome.reply_headers == {
+        "In-Reply-To": "<m1@mail.example.com>",
+        "References": "<root@example.com> <m1@mail.example.com>",
+    }
+    assert outcome.filed_in == "Archive"
+    assert [json.loads(c.request.content) for c in modify.calls] == [
+        {"removeLabelIds": ["UNREAD"]},
+        {"addLabelIds": ["Label_7"]},
+        {"addLabelIds": ["Label_3"], "removeLabelIds": ["INBOX"]},
+    ]
+    assert delete.call_count == 1
