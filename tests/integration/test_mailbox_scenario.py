@@ -16,7 +16,7 @@ import pytest
 from dovecot import Dovecot
 from mailbox_scenario import triage
 
-from xcomm import CommManager, RetryPolicy, Timeout
+from xcomm import CommManager, ProviderError, RetryPolicy, Timeout
 
 pytestmark = pytest.mark.service("dovecot")
 
@@ -71,3 +71,20 @@ async def test_the_same_triage_code_works_on_imap(
     }
     assert outcome.filed_in == "Archive"
     assert await imap.search() == [] and await imap.search(folder="Archive") == []
+
+
+async def test_trash_moves_to_the_trash_folder_over_imap(
+    comm: CommManager, dovecot: Dovecot, client_tls: ssl.SSLContext
+) -> None:
+    user = dovecot.new_user()
+    dovecot.append(user, quarterly_report())
+    imap = comm.imap("localhost", dovecot.tls_port, username=user, password=dovecot.password,
+                     tls_context=client_tls)  # fmt: skip
+    (message,) = await imap.search()
+    with pytest.raises(ProviderError, match="no trash folder"):
+        await message.trash()
+    await imap.create_folder("Trash")
+    trashed = await message.trash()
+    assert trashed is not None and trashed.folder == "Trash"
+    assert await imap.search() == []
+    assert [m.subject for m in await imap.search(folder="Trash")] == ["Quarterly report"]

@@ -474,7 +474,9 @@ async def test_trash_untrash_and_delete(
     assert back.flags == ("\\Seen", "INBOX")
     assert await m.move_to("trash") is not None  # the trash label: messages.trash
     await m.delete(expunge=False)  # keeps it in the trash
-    assert (trash.call_count, untrash.call_count) == (3, 1)
+    via_action = await m.trash()  # the provider-neutral action
+    assert via_action is not None and via_action.folder == "TRASH"
+    assert (trash.call_count, untrash.call_count) == (4, 1)
     delete = router.delete(f"{LIST}/m1").respond(204)
     await m.delete()
     assert delete.call_count == 1

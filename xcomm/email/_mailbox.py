@@ -3,7 +3,7 @@
 `EmailProvider` sends; `MailboxProvider` reads. IMAP, Gmail and Graph implement the same
 methods and return the same `ReceivedMessage`, so code written against one mailbox works with
 another. Message actions go through the message hooks (`change_flags`, `transfer`,
-`discard`, `fetch_part`), which each provider maps to its own API.
+`discard`, `trash`, `fetch_part`), which each provider maps to its own API.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from xcomm._errors import ValidationError
+from xcomm._errors import ProviderError, ValidationError
 from xcomm._provider import Provider
 from xcomm.email._message import Folder, ReceivedMessage
 
-__all__ = ["FolderStatus", "MailboxProvider", "SearchQuery", "criteria_of"]
+__all__ = ["FolderStatus", "MailboxProvider", "SearchQuery", "criteria_of", "trash_folder"]
 
 
 @runtime_checkable
@@ -52,6 +52,19 @@ def criteria_of(query: str | SearchQuery) -> str:
     if any(c in criteria for c in "\r\n\x00"):
         raise ValidationError("search criteria must not contain CR, LF or NUL")
     return criteria
+
+
+_TRASH_NAMES = ("trash", "deleted items", "deleted messages", "[gmail]/trash")
+
+
+def trash_folder(folders: Iterable[Folder]) -> str | None:
+    """The trash among `folders`: flagged `\\Trash`, else named like one (any case)."""
+    found = list(folders)
+    for folder in found:
+        if any(flag.lower() == "\\trash" for flag in folder.flags):
+            return folder.name
+    by_name = {folder.name.lower(): folder.name for folder in found if folder.selectable}
+    return next((by_name[n] for n in _TRASH_NAMES if n in by_name), None)
 
 
 class MailboxProvider(Provider):
@@ -229,6 +242,21 @@ class MailboxProvider(Provider):
         """Delete `message` for good."""
         await self.delete(message.uid, folder=message.folder, expunge=expunge,
                           uid_validity=message.uid_validity, timeout=timeout)  # fmt: skip
+
+    async def trash(
+        self, message: ReceivedMessage, /, *, timeout: float | None = None
+    ) -> ReceivedMessage | None:
+        """Move `message` to the mailbox's trash: the folder with the special-use flag
+        `\\Trash` (RFC 6154), else the one named like a trash folder ("Trash", "Deleted
+        Items", "Deleted Messages"); the message there when the provider says where."""
+        target = trash_folder(await self.folders(timeout=timeout))
+        if target is None:
+            raise ProviderError(
+                "this mailbox has no trash folder (none flagged \\Trash, none named Trash); "
+                "move_to() the folder you use instead",
+                provider=self.name,
+            )
+        return await self.transfer(message, target, move=True, timeout=timeout)
 
     def batch_mode(self) -> AbstractAsyncContextManager[Any]:
         """`async with mailbox.batch_mode():` send the block's flag changes together."""

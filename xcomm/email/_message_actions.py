@@ -6,8 +6,9 @@ to (`message.mailbox`) to act through its message hooks (`change_flags`, `transf
 
 - flag and label changes return a new `ReceivedMessage` with the flags as they now are
   (`message = await message.mark_as_read()`); the old value is unchanged;
-- `move_to()` and `copy_to()` return the message in its new folder when the provider says
-  where it is (IMAP UIDPLUS, Graph's answer), else None; `delete()` returns None;
+- `move_to()`, `copy_to()` and `trash()` return the message in its new folder when the
+  provider says where it is (IMAP UIDPLUS, Gmail's and Graph's answers), else None;
+  `delete()` returns None;
 - `download_attachments()` and `save_attachment()` return the paths written;
 - `reply()`, `reply_all()` and `forward()` return an `EmailDraft` of the sending provider
   you pass, ready to change or `send()`.
@@ -129,10 +130,17 @@ class MessageActions:
 
     async def delete(self, *, expunge: bool = True, timeout: float | None = None) -> None:
         """Delete the message for good (IMAP: `\\Deleted` and UID EXPUNGE of this message
-        only; `expunge=False` only flags it). To keep it in the trash, `move_to("Trash")`
-        instead (Gmail: `trash()`)."""
+        only, `expunge=False` only flags it; Gmail: `messages.delete`). To keep it in the
+        trash, `trash()` instead."""
         m = self._message
         await m._require_mailbox().discard(m, expunge=expunge, timeout=timeout)
+
+    async def trash(self, *, timeout: float | None = None) -> ReceivedMessage | None:
+        """Move the message to the mailbox's trash (IMAP: the `\\Trash` special-use
+        folder, or one named Trash; Gmail: `messages.trash`); returns it there when the
+        provider says where, else None."""
+        m = self._message
+        return await m._require_mailbox().trash(m, timeout=timeout)
 
     # -- attachments -----------------------------------------------------------------------
 
