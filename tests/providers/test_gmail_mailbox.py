@@ -504,7 +504,7 @@ async def test_acting_on_a_vanished_message_says_so(
     assert modify.call_count == 1  # not retried
 
 
-async def test_a_throttled_modify_is_retried(
+async def test_a_throttled_or_failed_modify_is_retried(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     m = await one_message(gmail, router)
@@ -526,6 +526,12 @@ async def test_a_throttled_modify_is_retried(
     ]
     await m.mark_as_read()
     assert modify.call_count == 2
+    modify.side_effect = [  # a label change is idempotent: a 500 is retried too
+        httpx.Response(500, json={"error": {"code": 500, "message": "Internal error"}}),
+        httpx.Response(200, json=modified("m1", [])),
+    ]
+    await m.mark_as_read()
+    assert modify.call_count == 4
     modify.side_effect = None
     modify.respond(403, json=USER_RATE)
     with pytest.raises(RateLimitError):

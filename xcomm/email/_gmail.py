@@ -238,7 +238,8 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
         json: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """`<API>/users/<user_id>/<path>`: GETs are idempotent (retried on a 500)."""
+        """`<API>/users/<user_id>/<path>`. Reads and label changes are idempotent (a 500 is
+        retried: doing them twice changes nothing more); sends, creates and deletes are not."""
         url = httpx.URL(f"{API}/{self.user_id}/{path}", params=params or None)
         body = b"" if json is None else encode_json(json)
         answer, _, _ = await self._exchange(
@@ -247,7 +248,7 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
             url,
             body=body,
             content_type=None if json is None else "application/json",
-            idempotent=http_method == "GET",
+            idempotent=http_method == "GET" or method in _IDEMPOTENT,
             timeout=timeout,
         )
         return answer
@@ -616,6 +617,9 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
                            state=state)  # fmt: skip
 
 
+_IDEMPOTENT = frozenset(
+    {"messages.modify", "messages.batchModify", "messages.trash", "messages.untrash"}
+)
 _STRUCTURE = {"format": "full", "fields": STRUCTURE_FIELDS}
 _FULL = {"format": "full"}
 _THREAD = {"format": "full", "fields": f"id,historyId,messages({STRUCTURE_FIELDS})"}
