@@ -3,8 +3,9 @@ message's actions do not depend on the provider.
 
 `triage()` is what a user writes once: read, label, save the attachments, answer, file and
 finally delete a message. `tests/providers/test_gmail_mailbox.py` runs it on Gmail (respx)
-and `tests/integration/test_mailbox_scenario.py` on IMAP (Dovecot); both check the same
-`Outcome`, and each checks on its own side what the provider was asked to do.
+and `tests/integration/test_mailbox_scenario.py` on IMAP (Dovecot), each on the same
+quarterly report (`PDF` attached); both expect the same `Outcome` (`check_outcome()`), and
+each checks on its own side what the provider was asked to do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xcomm import EmailProvider, ReceivedMessage
+
+PDF = b"%PDF-1.4 quarterly numbers\n" * 20
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,17 @@ async def triage(message: ReceivedMessage, *, via: EmailProvider, downloads: Pat
         reply_headers={k: v for k, v in reply.headers if k in ("In-Reply-To", "References")},
         filed_in=None if moved is None else moved.folder,
     )
+
+
+def check_outcome(outcome: Outcome, downloads: Path) -> None:
+    """What triaging the quarterly report gives on any mailbox."""
+    assert outcome.read and "Boss" in outcome.labels
+    assert outcome.text.splitlines() == ["Numbers attached.", "", "> an old quote", "Bye"]
+    assert outcome.saved == ("report.pdf",)
+    assert (downloads / "report.pdf").read_bytes() == PDF
+    assert outcome.reply_subject == "Re: Quarterly report"
+    assert outcome.reply_headers == {
+        "In-Reply-To": "<m1@mail.example.com>",
+        "References": "<root@example.com> <m1@mail.example.com>",
+    }
+    assert outcome.filed_in == "Archive"

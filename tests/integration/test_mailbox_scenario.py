@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 from dovecot import Dovecot
-from mailbox_scenario import triage
+from mailbox_scenario import PDF, check_outcome, triage
 
 from xcomm import CommManager, ProviderError, RetryPolicy, Timeout
 
 pytestmark = pytest.mark.service("dovecot")
 
-PDF = b"%PDF-1.4 quarterly numbers\n" * 20
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
@@ -60,16 +59,7 @@ async def test_the_same_triage_code_works_on_imap(
     smtp = comm.smtp("localhost", 2525, sender="me@example.com")  # drafts only: never sends
     (message,) = await imap.search()
     outcome = await triage(message, via=smtp, downloads=tmp_path)
-    assert outcome.read and "Boss" in outcome.labels
-    assert outcome.text.splitlines() == ["Numbers attached.", "", "> an old quote", "Bye"]
-    assert outcome.saved == ("report.pdf",)
-    assert (tmp_path / "report.pdf").read_bytes() == PDF
-    assert outcome.reply_subject == "Re: Quarterly report"
-    assert outcome.reply_headers == {
-        "In-Reply-To": "<m1@mail.example.com>",
-        "References": "<root@example.com> <m1@mail.example.com>",
-    }
-    assert outcome.filed_in == "Archive"
+    check_outcome(outcome, tmp_path)
     assert await imap.search() == [] and await imap.search(folder="Archive") == []
 
 

@@ -18,8 +18,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import httpx
+import respx
 
-__all__ = ["discovery", "validate", "validate_all"]
+__all__ = ["discovery", "gmail_calls", "validate", "validate_all"]
 
 # Standard parameters every Google API method accepts (discovery `parameters` at the top).
 _UPLOAD_TYPES = {"media", "multipart", "resumable"}
@@ -165,3 +166,8 @@ def validate_all(requests: list[httpx.Request]) -> list[str]:
     """Validate every request (respx `router.calls`); the method ids in order."""
     assert requests, "no request was made"
     return [validate(r) for r in requests if r.url.host == "gmail.googleapis.com"]
+
+
+def gmail_calls(router: respx.MockRouter) -> list[httpx.Request]:
+    """The requests a test made to Gmail (respx `router.calls`), in order."""
+    return [c.request for c in router.calls if c.request.url.host == "gmail.googleapis.com"]

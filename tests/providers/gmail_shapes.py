@@ -13,6 +13,8 @@ import base64
 import copy
 from typing import Any
 
+from mailbox_scenario import PDF
+
 API = "https://gmail.googleapis.com/gmail/v1/users/me"
 LIST = f"{API}/messages"
 LABELS = f"{API}/labels"
@@ -22,7 +24,6 @@ BATCH_MODIFY = f"{API}/messages/batchModify"
 SEND = f"{API}/messages/send"
 UPLOAD = "https://gmail.googleapis.com/upload/gmail/v1/users/me/messages/send"
 
-PDF = b"%PDF-1.4 quarterly numbers\n" * 20
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 

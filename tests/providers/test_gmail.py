@@ -9,7 +9,6 @@ import base64
 import email
 import email.policy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +17,8 @@ import pytest
 import respx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from gmail_discovery import validate, validate_all
+from gmail_discovery import gmail_calls, validate, validate_all
+from gmail_shapes import NO_SCOPE, gmail_error
 
 from xcomm import (
     Address,
@@ -47,60 +47,8 @@ TOKEN_OK = {
 }
 
 
-def gmail_error(code: int, reason: str, message: str, status: str) -> dict[str, object]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "errors": [{"message": message, "domain": "usageLimits", "reason": reason}],
-            "status": status,
-        }
-    }
-
-
 RATE_LIMITED = gmail_error(403, "rateLimitExceeded", "Rate Limit Exceeded", "PERMISSION_DENIED")
 DAILY = gmail_error(403, "dailyLimitExceeded", "Daily Limit Exceeded", "PERMISSION_DENIED")
-NO_SCOPE = gmail_error(
-    403,
-    "insufficientPermissions",
-    "Request had insufficient authentication scopes.",
-    "PERMISSION_DENIED",
-)
-
-
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "authorized_user",
-                "client_id": "123.apps.googleusercontent.com",
-                "client_secret": "GOCSPX-secret",
-                "refresh_token": "1//0refresh",
-                "token": "ya29.stale",
-                "expiry": "2999-01-01T00:00:00Z",
-            }
-        )
-    )
-    return path
-
-
-@pytest.fixture
-def gmail(comm: CommManager, token_file: Path) -> GmailProvider:
-    return comm.gmail(token_file, sender="me@example.com")
-
-
-@pytest.fixture(autouse=True)
-def _every_request_conforms(router: respx.MockRouter) -> Iterator[None]:
-    yield
-    for call in router.calls:
-        if call.request.url.host == "gmail.googleapis.com":
-            validate(call.request)
-
-
-def gmail_calls(router: respx.MockRouter) -> list[httpx.Request]:
-    return [c.request for c in router.calls if c.request.url.host == "gmail.googleapis.com"]
 
 
 def sent_message(request: httpx.Request) -> email.message.EmailMessage:

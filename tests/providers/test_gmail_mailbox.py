@@ -8,14 +8,14 @@ is validated against Gmail's discovery document when it ends.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import respx
-from gmail_discovery import validate, validate_all
+from gmail_discovery import gmail_calls, validate, validate_all
 from gmail_shapes import (
     API,
     BATCH_MODIFY,
@@ -35,7 +35,7 @@ from gmail_shapes import (
     modified,
     structure,
 )
-from mailbox_scenario import triage
+from mailbox_scenario import check_outcome, triage
 
 from xcomm import (
     AuthenticationError,
@@ -53,43 +53,8 @@ from xcomm.testing import FakeClock
 
 
 @pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "authorized_user",
-                "client_id": "123.apps.googleusercontent.com",
-                "client_secret": "GOCSPX-secret",
-                "refresh_token": "1//0refresh",
-                "token": "ya29.stale",
-                "expiry": "2999-01-01T00:00:00Z",
-            }
-        )
-    )
-    return path
-
-
-@pytest.fixture
-def gmail(comm: CommManager, token_file: Path) -> GmailProvider:
-    return comm.gmail(token_file, sender="me@example.com")
-
-
-@pytest.fixture(autouse=True)
-def _every_request_conforms(router: respx.MockRouter) -> Iterator[None]:
-    yield
-    for call in router.calls:
-        if call.request.url.host == "gmail.googleapis.com":
-            validate(call.request)
-
-
-@pytest.fixture
 def label_list(router: respx.MockRouter) -> respx.Route:
     return router.get(LABELS).respond(200, json=labels())
-
-
-def calls(router: respx.MockRouter) -> list[httpx.Request]:
-    return [c.request for c in router.calls if c.request.url.host == "gmail.googleapis.com"]
 
 
 def query_of(request: httpx.Request) -> dict[str, list[str]]:
@@ -164,12 +129,12 @@ async def test_search_returns_received_messages_with_labels_as_flags(
         ("report.pdf", "1", False, None),
         ("logo.png", "2", True, "<logo@example.com>"),
     ]
-    gets = [r for r in calls(router) if r.url.path.endswith("/m1")]
+    gets = [r for r in gmail_calls(router) if r.url.path.endswith("/m1")]
     assert query_of(gets[0]) == {"format": ["full"], "fields": [STRUCTURE_FIELDS]}
     assert query_of(listed.calls[1].request)["pageToken"] == ["page2"]
     await gmail.search("from:jose@example.com")
     assert label_list.call_count == 1  # label names are cached
-    ids = validate_all(calls(router))
+    ids = validate_all(gmail_calls(router))
     assert ids.count("gmail.users.labels.list") == 1
     assert ids.count("gmail.users.messages.get") == 6
 
@@ -220,14 +185,14 @@ async def test_text_and_html_come_with_one_full_get(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     m = await one_message(gmail, router)
-    before = len(calls(router))
+    before = len(gmail_calls(router))
     assert await m.text() == "Numbers attached.\r\n\r\n> an old quote\r\nBye\r\n"
     assert await m.html() == "<p>Numbers <b>attached</b>.</p>"
-    full = calls(router)[before:]
+    full = gmail_calls(router)[before:]
     assert len(full) == 1 and query_of(full[0]) == {"format": ["full"]}
     changed = m.replace(subject="kept")  # what actions return: what was read is kept
     assert await changed.text() and await changed.html()
-    assert len(calls(router)) == before + 1
+    assert len(gmail_calls(router)) == before + 1
 
 
 async def test_bodies_true_reads_them_in_the_same_pass(
@@ -236,10 +201,10 @@ async def test_bodies_true_reads_them_in_the_same_pass(
     router.get(LIST).respond(200, json=listing("m1"))
     route_get(router, message("m1", text="Olá, José"))
     (m,) = await gmail.search("in:inbox", bodies=True)
-    done = len(calls(router))
+    done = len(gmail_calls(router))
     assert await m.text() == "Olá, José" and await m.html()
-    assert len(calls(router)) == done
-    (get,) = [r for r in calls(router) if r.url.path.endswith("/m1")]
+    assert len(gmail_calls(router)) == done
+    (get,) = [r for r in gmail_calls(router) if r.url.path.endswith("/m1")]
     assert query_of(get) == {"format": ["full"]}
 
 
@@ -259,9 +224,9 @@ async def test_attachments_are_fetched_by_attachment_id(
     assert [p.name for p in saved] == ["report.pdf"] and saved[0].read_bytes() == PDF
     assert pdf.call_count == 1 and png.call_count == 0  # the inline image is skipped
     assert await m.attachment_content(m.attachments[1]) == PNG
-    gets = [r for r in calls(router) if r.url.path.endswith("/m1")]
+    gets = [r for r in gmail_calls(router) if r.url.path.endswith("/m1")]
     assert len(gets) == 1  # the attachment ids came with the listing
-    ids = validate_all(calls(router))
+    ids = validate_all(gmail_calls(router))
     assert ids.count("gmail.users.messages.attachments.get") == 2
 
 
@@ -480,7 +445,7 @@ async def test_trash_untrash_and_delete(
     delete = router.delete(f"{LIST}/m1").respond(204)
     await m.delete()
     assert delete.call_count == 1
-    ids = validate_all(calls(router))
+    ids = validate_all(gmail_calls(router))
     assert "gmail.users.messages.delete" in ids and "gmail.users.messages.untrash" in ids
 
 
@@ -567,7 +532,7 @@ async def test_batch_mode_sends_one_batch_modify_per_identical_change(
     assert json.loads(modify.calls.last.request.content) == {
         "removeLabelIds": ["STARRED", "UNREAD"]
     }
-    assert validate_all(calls(router)).count("gmail.users.messages.batchModify") == 1
+    assert validate_all(gmail_calls(router)).count("gmail.users.messages.batchModify") == 1
 
 
 async def test_batch_modify_takes_1000_ids_a_call(
@@ -717,7 +682,7 @@ async def test_a_large_reply_goes_as_a_multipart_upload_with_its_thread(
     assert request.headers["Content-Type"].startswith("multipart/related; boundary=")
     assert b'{"threadId":"18c2aa"}' in request.content
     assert b"Subject: Re: Quarterly report" in request.content
-    assert "gmail.users.messages.send" in validate_all(calls(router))
+    assert "gmail.users.messages.send" in validate_all(gmail_calls(router))
 
 
 def test_the_validator_checks_multipart_uploads() -> None:
@@ -752,16 +717,7 @@ async def test_the_same_triage_code_works_on_gmail(
     )
     delete = router.delete(f"{LIST}/m1").respond(204)
     outcome = await triage(m, via=gmail, downloads=tmp_path)
-    assert outcome.read and "Boss" in outcome.labels
-    assert outcome.text.splitlines() == ["Numbers attached.", "", "> an old quote", "Bye"]
-    assert outcome.saved == ("report.pdf",)
-    assert (tmp_path / "report.pdf").read_bytes() == PDF
-    assert outcome.reply_subject == "Re: Quarterly report"
-    assert outcome.reply_headers == {
-        "In-Reply-To": "<m1@mail.example.com>",
-        "References": "<root@example.com> <m1@mail.example.com>",
-    }
-    assert outcome.filed_in == "Archive"
+    check_outcome(outcome, tmp_path)
     assert [json.loads(c.request.content) for c in modify.calls] == [
         {"removeLabelIds": ["UNREAD"]},
         {"addLabelIds": ["Label_7"]},

@@ -21,7 +21,6 @@ import httpx
 import msgspec
 import pytest
 import respx
-from gmail_discovery import validate
 from gmail_shapes import (
     BACKEND,
     HISTORY,
@@ -53,29 +52,6 @@ from xcomm.testing import FakeClock
 FAST = 0.001
 
 
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "authorized_user",
-                "client_id": "123.apps.googleusercontent.com",
-                "client_secret": "GOCSPX-secret",
-                "refresh_token": "1//0refresh",
-                "token": "ya29.stale",
-                "expiry": "2999-01-01T00:00:00Z",
-            }
-        )
-    )
-    return path
-
-
-@pytest.fixture
-def gmail(comm: CommManager, token_file: Path) -> GmailProvider:
-    return comm.gmail(token_file)
-
-
 @pytest.fixture(autouse=True)
 def _mailbox(router: respx.MockRouter) -> Iterator[None]:
     router.get(LABELS).respond(200, json=labels())
@@ -89,8 +65,6 @@ def _mailbox(router: respx.MockRouter) -> Iterator[None]:
 
         router.get(f"{LIST}/m{i}").mock(side_effect=reply)
     yield
-    for call in router.calls:
-        validate(call.request)
 
 
 def script(router: respx.MockRouter, *answers: httpx.Response, idle: str = "900") -> respx.Route:

@@ -35,15 +35,10 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import Any
 
-from xcomm.email._headers import (
-    decode_text,
-    decode_words,
-    message_ids,
-    parse_addresses,
-    parse_date,
-)
+from xcomm.email._headers import decode_text, decode_words
 from xcomm.email._imap_parse import BodyPart, body_parts
-from xcomm.email._message import AttachmentInfo, MessageView, PartRef, ReceivedMessage
+from xcomm.email._message import MessageView, ReceivedMessage
+from xcomm.email._message_fields import attachment_info, envelope, part_ref
 
 __all__ = [
     "STRUCTURE_FIELDS",
@@ -153,13 +148,6 @@ def _body_part(part: Mapping[str, Any]) -> BodyPart:
     )
 
 
-def _ref(part: BodyPart | None) -> PartRef | None:
-    if part is None:
-        return None
-    return PartRef(section=part.section, encoding=part.encoding,
-                   charset=part.params.get("charset"), size=part.size)  # fmt: skip
-
-
 def parse_message(
     answer: Mapping[str, Any], *, names: Mapping[str, str], folder: str = ""
 ) -> ParsedMessage:
@@ -174,41 +162,19 @@ def parse_message(
     if isinstance(internal, str) and internal.isdigit():
         received = datetime.fromtimestamp(int(internal) / 1000, UTC)
     size = answer.get("sizeEstimate")
-    senders = parse_addresses(fields.get("from"))
-    ids = message_ids(fields.get("message-id"))
     message = ReceivedMessage(
         id=str(answer["id"]),
         thread_id=str(answer.get("threadId") or "") or None,
         preview=str(answer.get("snippet") or ""),
         folder=folder,
-        message_id=ids[0] if ids else None,
-        in_reply_to=message_ids(fields.get("in-reply-to")),
-        references=message_ids(fields.get("references")),
-        sender=senders[0].email if senders else "",
-        sender_name=senders[0].name if senders else None,
-        to=parse_addresses(fields.get("to")),
-        cc=parse_addresses(fields.get("cc")),
-        reply_to=parse_addresses(fields.get("reply-to")),
-        subject=decode_words(fields.get("subject", "")),
-        date=parse_date(fields.get("date")),
+        **envelope(fields),
         received_at=received,
         flags=flags_of((str(x) for x in answer.get("labelIds") or ()), names),
         size=size if isinstance(size, int) else 0,
-        attachments=tuple(
-            AttachmentInfo(
-                filename=p.filename,
-                content_type=p.content_type,
-                size=p.size,
-                section=p.section,
-                encoding=p.encoding,
-                content_id=p.content_id,
-                inline=p.disposition == "inline" or (p.disposition is None and bool(p.content_id)),
-            )
-            for p in attached
-        ),
+        attachments=tuple(attachment_info(p) for p in attached),
         headers=fields,
-        text_part=_ref(text),
-        html_part=_ref(html),
+        text_part=part_ref(text),
+        html_part=part_ref(html),
     )
     parsed = ParsedMessage(message)
     for leaf, part in zip(leaves, parts, strict=True):
