@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from xcomm import EmailQuery
-from xcomm.email._gmail import GMAIL_UPLOAD_THRESHOLD, send_request
 from xcomm.email._gmail_actions import plan_batch
 from xcomm.email._gmail_errors import method_of
 from xcomm.email._gmail_parse import (
@@ -20,6 +19,7 @@ from xcomm.email._gmail_parse import (
     label_ids_of,
     parse_message,
 )
+from xcomm.email._gmail_send import GMAIL_UPLOAD_THRESHOLD, send_request
 
 NAMES = {"Label_7": "Boss", "INBOX": "INBOX"}
 

@@ -11,9 +11,7 @@ onto it). Labels, actions and batch mode are in `_gmail_actions.py`; `watch()` i
 
 from __future__ import annotations
 
-import base64
 import os
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +27,6 @@ from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._presets import GMAIL_COSTS
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
-from xcomm._validation import ascii_email
 from xcomm.email._base import EmailProvider
 from xcomm.email._gmail_actions import GmailActions
 from xcomm.email._gmail_errors import classify
@@ -40,6 +37,7 @@ from xcomm.email._gmail_parse import (
     b64url_decode,
     parse_message,
 )
+from xcomm.email._gmail_send import API, GMAIL_MAX_MESSAGE_SIZE, send_request, with_bcc
 from xcomm.email._imap_plan import Keep, client_check
 from xcomm.email._mailbox import MailboxProvider, SearchQuery
 from xcomm.email._message import ReceivedMessage
@@ -49,61 +47,12 @@ from xcomm.email._query import EmailQuery
 if TYPE_CHECKING:
     from xcomm.email._gmail_watch import GmailWatchState
 
-__all__ = ["GMAIL_MAX_MESSAGE_SIZE", "GMAIL_UPLOAD_THRESHOLD", "GmailProvider", "send_request"]
+__all__ = ["GmailProvider"]
 
-API = "https://gmail.googleapis.com/gmail/v1/users"
-UPLOAD = "https://gmail.googleapis.com/upload/gmail/v1/users"
-#: Gmail's limit on a message, attachments included (the discovery document's maxSize).
-GMAIL_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
-#: Above this size a message is sent with a media upload instead of base64 in JSON.
-GMAIL_UPLOAD_THRESHOLD = 5 * 1024 * 1024
 #: messages.get calls in flight at once during a search.
 SEARCH_CONCURRENCY = 8
 _PAGE_SIZE = 100
 _MAX_PAGE = 500
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def with_bcc(raw: bytes, bcc: tuple[Address, ...]) -> bytes:
-    """`raw` with a Bcc header first (pure): Gmail takes blind copies from it, then drops it."""
-    if not bcc:
-        return raw
-    return b"Bcc: " + ", ".join(ascii_email(a) for a in bcc).encode("ascii") + b"\r\n" + raw
-
-
-def send_request(
-    raw: bytes, *, user_id: str = "me", thread_id: str | None = None
-) -> tuple[str, str, bytes, str]:
-    """(method, url, body, content type) of `users.messages.send` for `raw` (pure).
-
-    Up to `GMAIL_UPLOAD_THRESHOLD` bytes, JSON with the base64url message (and `threadId`).
-    Above it, an upload of the bytes themselves: a simple media upload, or, to carry a
-    `threadId`, a multipart upload (JSON metadata, then the message/rfc822 part).
-    """
-    if len(raw) <= GMAIL_UPLOAD_THRESHOLD:
-        body: dict[str, str] = {"raw": _b64url(raw)}
-        if thread_id:
-            body["threadId"] = thread_id
-        return "POST", f"{API}/{user_id}/messages/send", encode_json(body), "application/json"
-    if not thread_id:
-        url = f"{UPLOAD}/{user_id}/messages/send?uploadType=media"
-        return "POST", url, raw, "message/rfc822"
-    boundary = f"xcomm-{uuid.uuid4().hex}"
-    metadata = encode_json({"threadId": thread_id})
-    content = b"".join(
-        [
-            f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
-            metadata,
-            f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n".encode(),
-            raw,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
-    )
-    url = f"{UPLOAD}/{user_id}/messages/send?uploadType=multipart"
-    return "POST", url, content, f'multipart/related; boundary="{boundary}"'
 
 
 @dataclass(frozen=True, slots=True)
