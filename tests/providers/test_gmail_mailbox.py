@@ -546,7 +546,9 @@ async def test_batch_modify_takes_1000_ids_a_call(
     assert sizes == [1000, 1000, 345]
     await gmail.modify(ids[:3], add=["INBOX"])  # outside a batch: at once
     assert json.loads(batch_modify.calls.last.request.content)["ids"] == ids[:3]
-    assert gmail.limiter is not None
+    with pytest.raises(ValidationError, match="not a Gmail message id"):
+        await gmail.modify(["../labels"], add=["INBOX"])
+    assert batch_modify.call_count == 4
 
 
 async def test_batch_mode_discards_on_error_and_flushes_before_a_move(

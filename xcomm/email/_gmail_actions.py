@@ -243,7 +243,9 @@ class GmailActions:
         on messages (or message ids) at once: `messages.modify` for one,
         `messages.batchModify` (1,000 ids a call) for more; inside `batch_mode()`, at the
         end of the block."""
-        ids = [m.id if isinstance(m, ReceivedMessage) else str(m) for m in _listed(messages)]
+        ids = [
+            _message_id(m.id if isinstance(m, ReceivedMessage) else m) for m in _listed(messages)
+        ]
         plus, minus = await self._label_changes(add, remove, labels=False, timeout=timeout)
         if not ids or not (plus or minus):
             return
@@ -270,8 +272,9 @@ class GmailActions:
     async def _modify_one(
         self, message_id: str, add: Iterable[str], remove: Iterable[str], timeout: float | None
     ) -> dict[str, Any]:
-        return await self._api("messages.modify", "POST", f"messages/{message_id}/modify",
-                               json=_label_body(add, remove), timeout=timeout)  # fmt: skip
+        path = f"messages/{_message_id(message_id)}/modify"
+        body = _label_body(add, remove)
+        return await self._api("messages.modify", "POST", path, json=body, timeout=timeout)
 
     async def _updated(
         self, message: ReceivedMessage, answer: Mapping[str, Any], folder: str
@@ -329,7 +332,8 @@ class GmailActions:
         if not expunge:
             await self.trash(message, timeout=timeout)
             return
-        await self._api("messages.delete", "DELETE", f"messages/{message.id}", timeout=timeout)
+        path = f"messages/{_message_id(message.id)}"
+        await self._api("messages.delete", "DELETE", path, timeout=timeout)
 
     async def trash(
         self, message: ReceivedMessage, /, *, timeout: float | None = None
@@ -337,16 +341,16 @@ class GmailActions:
         """Move `message` to the trash (`messages.trash`; Gmail empties it after 30 days);
         returns it with its new labels."""
         await self._flush(timeout)
-        answer = await self._api("messages.trash", "POST", f"messages/{message.id}/trash",
-                                 timeout=timeout)  # fmt: skip
+        path = f"messages/{_message_id(message.id)}/trash"
+        answer = await self._api("messages.trash", "POST", path, timeout=timeout)
         return await self._updated(message, answer, "TRASH")
 
     async def untrash(
         self, message: ReceivedMessage, /, *, timeout: float | None = None
     ) -> ReceivedMessage:
         """Take `message` out of the trash (`messages.untrash`); returns it with its labels."""
-        answer = await self._api("messages.untrash", "POST", f"messages/{message.id}/untrash",
-                                 timeout=timeout)  # fmt: skip
+        path = f"messages/{_message_id(message.id)}/untrash"
+        answer = await self._api("messages.untrash", "POST", path, timeout=timeout)
         return await self._updated(message, answer, "")
 
     # -- batch mode ----------------------------------------------------------------------------
@@ -380,6 +384,13 @@ _GROUP: Group = ("", None)
 
 def _special_use(label: str) -> tuple[str, ...]:
     return (_SPECIAL_USE[label],) if label in _SPECIAL_USE else ()
+
+
+def _message_id(value: object) -> str:
+    """A Gmail message id as it goes into a URL path (letters and digits only)."""
+    if not (isinstance(value, str) and value.isascii() and value.isalnum()):
+        raise ValidationError(f"{value!r} is not a Gmail message id")
+    return value
 
 
 def _listed(items: Any) -> list[Any]:
