@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import Message
-from email.utils import collapse_rfc2231_value
 from typing import Any
 
 from xcomm.email._headers import decode_text, decode_words
@@ -58,6 +57,7 @@ STRUCTURE_FIELDS = (
     f"payload({_PART},parts({_PART},parts({_PART},parts({_PART},parts))))"
 )
 
+_CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]+)', re.IGNORECASE)
 #: System labels that are IMAP-style flags when present.
 FLAG_OF_LABEL = {"STARRED": "\\Flagged", "IMPORTANT": "$Important", "DRAFT": "\\Draft"}
 _LABEL_OF_FLAG = {flag.lower(): label for label, flag in FLAG_OF_LABEL.items()}
@@ -126,24 +126,22 @@ def _leaves(part: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def _body_part(part: Mapping[str, Any]) -> BodyPart:
+    """A leaf as `body_parts()` sorts them. Gmail gives the type and the file name; the
+    charset and the disposition come from the part's headers."""
     headers = _headers(part)
-    parsed = Message()
-    for name in ("content-type", "content-disposition"):
-        if name in headers:
-            parsed[name] = headers[name]
-    charset = parsed.get_param("charset")
-    params = {} if charset is None else {"charset": collapse_rfc2231_value(charset)}
+    charset = _CHARSET.search(headers.get("content-type", ""))
+    disposition = headers.get("content-disposition", "").split(";", 1)[0].strip().lower()
     body = part.get("body") or {}
     size = body.get("size")
     content_id = headers.get("content-id")
     return BodyPart(
         section=str(part.get("partId") or ""),
-        content_type=str(part.get("mimeType") or parsed.get_content_type()).lower(),
-        params=params,
+        content_type=str(part.get("mimeType") or "application/octet-stream").lower(),
+        params={} if charset is None else {"charset": charset.group(1)},
         encoding=headers.get("content-transfer-encoding", "7bit").strip().lower(),
         size=size if isinstance(size, int) else 0,
         content_id=content_id.strip() if content_id else None,
-        disposition=parsed.get_content_disposition(),
+        disposition=disposition or None,
         filename=decode_words(str(part.get("filename"))) if part.get("filename") else None,
     )
 
