@@ -22,11 +22,10 @@ from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._presets import GMAIL_COSTS
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
-from xcomm._validation import ascii_email
 from xcomm.email._base import EmailProvider
 from xcomm.email._gmail_errors import classify
 from xcomm.email._gmail_message import METADATA_HEADERS, GmailMessage, GmailView, parse_message
-from xcomm.email._mime import render_message
+from xcomm.email._mime import render_message, with_bcc
 from xcomm.email._query import EmailQuery
 
 __all__ = ["GMAIL_MAX_MESSAGE_SIZE", "GMAIL_UPLOAD_THRESHOLD", "GmailProvider"]
@@ -44,13 +43,6 @@ _PAGE_SIZE = 100
 
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def with_bcc(raw: bytes, bcc: tuple[Address, ...]) -> bytes:
-    """`raw` with a Bcc header first (pure): Gmail takes blind copies from it, then drops it."""
-    if not bcc:
-        return raw
-    return b"Bcc: " + ", ".join(ascii_email(a) for a in bcc).encode("ascii") + b"\r\n" + raw
 
 
 def send_request(
