@@ -77,6 +77,7 @@ from xcomm.email._base import EmailProvider
 from xcomm.email._compose import EmailDraft
 from xcomm.email._gmail import GmailProvider
 from xcomm.email._gmail_message import GmailMessage
+from xcomm.email._graph import GraphProvider
 from xcomm.email._imap import IMAPProvider
 from xcomm.email._imap_batch import FlagBatch
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
@@ -123,6 +124,7 @@ __all__ = [
     "GlobalRateLimiter",
     "GmailMessage",
     "GmailProvider",
+    "GraphProvider",
     "IMAPProvider",
     "ImapSearch",
     "LifecycleError",
