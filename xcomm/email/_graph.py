@@ -10,6 +10,7 @@ read by `_graph_errors.py`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -107,11 +108,9 @@ class GraphProvider(HttpProvider, EmailProvider):
                     f"Outlook provider: sender= is not an address: {exc}"
                 ) from exc
         elif mailbox is not None and "@" in mailbox:
-            # The mailbox sends as itself, unless its user principal name is not its address.
-            try:
+            # The mailbox is its own default From (sender= when its UPN is not its address).
+            with contextlib.suppress(ValidationError):
                 self.default_sender = Address.parse(mailbox)
-            except ValidationError:
-                pass
         self.auth = auth
         self._concurrency = concurrency
         self.mailbox = mailbox
