@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from xcomm._errors import ConfigurationError, ValidationError
 from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._provider import Provider
 
 if TYPE_CHECKING:
     from xcomm.email._compose import EmailDraft
 
-__all__ = ["EmailProvider"]
+__all__ = ["EmailProvider", "sender_address"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+
+
+def sender_address(sender: str | Address | None, *, provider: str) -> Address | None:
+    """A provider's `sender=` setting as an `Address` (None stays None).
+
+    Raises:
+        ConfigurationError: it is not an address; the message names `provider`.
+    """
+    if sender is None:
+        return None
+    try:
+        return Address.parse(sender)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{provider} provider: sender= is not an address: {exc}") from exc
 
 
 class EmailProvider(Provider):

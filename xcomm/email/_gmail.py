@@ -22,7 +22,7 @@ from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._presets import GMAIL_COSTS
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
-from xcomm.email._base import EmailProvider
+from xcomm.email._base import EmailProvider, sender_address
 from xcomm.email._gmail_errors import classify
 from xcomm.email._gmail_message import METADATA_HEADERS, GmailMessage, GmailView, parse_message
 from xcomm.email._mime import render_message, with_bcc
@@ -98,13 +98,7 @@ class GmailProvider(HttpProvider, EmailProvider):
         super().__init__(context, limiter=limiter, retry=retry)
         if not (isinstance(user_id, str) and user_id and "/" not in user_id):
             raise ConfigurationError("Gmail provider: user_id must be 'me' or an email address")
-        if sender is not None:
-            try:
-                self.default_sender = Address.parse(sender)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"Gmail provider: sender= is not an address: {exc}"
-                ) from exc
+        self.default_sender = sender_address(sender, provider="Gmail")
         self.auth = auth
         self.user_id = user_id
         self._timeout = None if timeout is None else Timeout.coerce(timeout)

@@ -32,7 +32,7 @@ from xcomm._http import HttpAuth, HttpProvider, encode_json
 from xcomm._models import Address, Attachment, EmailMessage, SendResult
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
-from xcomm.email._base import EmailProvider
+from xcomm.email._base import EmailProvider, sender_address
 from xcomm.email._graph_errors import classify, unknown_mailbox
 from xcomm.email._graph_payload import (
     GRAPH_MAX_MESSAGE_SIZE,
@@ -100,14 +100,8 @@ class GraphProvider(HttpProvider, EmailProvider):
     ) -> None:
         super().__init__(context, limiter=limiter, retry=retry)
         check_mailbox(mailbox)
-        if sender is not None:
-            try:
-                self.default_sender = Address.parse(sender)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"Outlook provider: sender= is not an address: {exc}"
-                ) from exc
-        elif mailbox is not None and "@" in mailbox:
+        self.default_sender = sender_address(sender, provider="Outlook")
+        if sender is None and mailbox is not None and "@" in mailbox:
             # The mailbox is its own default From (sender= when its UPN is not its address).
             with contextlib.suppress(ValidationError):
                 self.default_sender = Address.parse(mailbox)
