@@ -107,10 +107,6 @@ class GmailProvider(HttpProvider, EmailProvider):
         self._rfc822 = self._headers({"Content-Type": "message/rfc822"})
         self._get = self._headers()
 
-    def spec(self) -> dict[str, Any]:
-        """Settings to rebuild this provider with (a credentials file path, never a secret)."""
-        return {k: v for k, v in self._spec.items() if v is not None}
-
     def __repr__(self) -> str:
         return f"GmailProvider(user_id={self.user_id!r})"
 

@@ -116,10 +116,6 @@ class GraphProvider(HttpProvider, EmailProvider):
         self._mime = self._headers({"Content-Type": "text/plain"})
         self._plain = self._headers()
 
-    def spec(self) -> dict[str, Any]:
-        """Settings to rebuild this provider with (a secret only as its variable's name)."""
-        return {k: v for k, v in self._spec.items() if v is not None}
-
     def __repr__(self) -> str:
         return f"GraphProvider(mailbox={self.mailbox or 'me'!r})"
 

@@ -198,10 +198,6 @@ class SESProvider(EmailProvider):
             # its process creates the same one (or uses the AWS credential chain).
             self._spec["custom"] = True
 
-    def spec(self) -> dict[str, Any]:
-        """Settings to rebuild this provider with (never credentials: see `EmailProvider.spec`)."""
-        return {k: v for k, v in self._spec.items() if v is not None}
-
     def __repr__(self) -> str:
         return f"SESProvider(region={self.region!r})"
 
