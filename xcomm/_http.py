@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import anyio
@@ -61,6 +61,7 @@ __all__ = [
     "HttpProvider",
     "encode_form",
     "encode_json",
+    "json_object",
     "map_status",
     "map_transport_error",
     "parse_error_body",
@@ -98,6 +99,25 @@ def encode_json(value: object) -> bytes:
 def encode_form(fields: Mapping[str, object] | Sequence[tuple[str, object]]) -> bytes:
     """`fields` as an `application/x-www-form-urlencoded` body (sequences repeat the key)."""
     return urlencode(fields, doseq=True).encode("ascii")
+
+
+def json_object(response: httpx.Response, *, provider: str, service: str) -> dict[str, Any]:
+    """A successful answer's JSON object ({} for an empty body or another JSON value).
+
+    Raises:
+        ProviderError: the body is not JSON (a proxy's HTML page); `service` names the API.
+    """
+    if not response.content:
+        return {}
+    try:
+        answer = msgspec.json.decode(response.content)
+    except msgspec.DecodeError as exc:
+        raise ProviderError(
+            f"{service} answered with something that is not JSON",
+            provider=provider,
+            status=response.status_code,
+        ) from exc
+    return answer if isinstance(answer, dict) else {}
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

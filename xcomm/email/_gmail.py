@@ -17,7 +17,7 @@ import msgspec
 
 from xcomm._config import RetryPolicy, Timeout
 from xcomm._errors import ConfigurationError, MessageError, ProviderError, ValidationError
-from xcomm._http import HttpAuth, HttpProvider, encode_json
+from xcomm._http import HttpAuth, HttpProvider, encode_json, json_object
 from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._presets import GMAIL_COSTS
 from xcomm._provider import ProviderContext
@@ -138,16 +138,7 @@ class GmailProvider(HttpProvider, EmailProvider):
         response, attempts, duration = await self._request(
             f"messages.{method}", request, cost=cost, idempotent=idempotent, timeout=timeout
         )
-        try:
-            answer = msgspec.json.decode(response.content) if response.content else {}
-        except msgspec.DecodeError as exc:
-            raise ProviderError(
-                "Gmail answered with something that is not JSON",
-                provider=self.name,
-                status=response.status_code,
-            ) from exc
-        if not isinstance(answer, dict):
-            answer = {}
+        answer = json_object(response, provider=self.name, service="Gmail")
         return answer, attempts, duration
 
     async def send(self, message: EmailMessage, /, *, timeout: float | None = None) -> SendResult:

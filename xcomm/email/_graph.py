@@ -28,7 +28,7 @@ from xcomm._errors import (
     ProviderError,
     ValidationError,
 )
-from xcomm._http import HttpAuth, HttpProvider, encode_json
+from xcomm._http import HttpAuth, HttpProvider, encode_json, json_object
 from xcomm._models import Address, Attachment, EmailMessage, SendResult
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
@@ -152,7 +152,7 @@ class GraphProvider(HttpProvider, EmailProvider):
             if wrong is not None:
                 raise wrong from exc
             raise
-        return _json(response), attempts, duration
+        return json_object(response, provider=self.name, service="Graph"), attempts, duration
 
     async def send(self, message: EmailMessage, /, *, timeout: float | None = None) -> SendResult:
         """Send `message` from the mailbox.
@@ -312,17 +312,3 @@ def check_mailbox(mailbox: str | None) -> None:
 def _seg(value: str) -> str:
     """`value` as one URL path segment (Graph ids may hold '/', '+' and '=')."""
     return quote(value, safe="@=-_.")
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    if not response.content:
-        return {}
-    try:
-        answer = msgspec.json.decode(response.content)
-    except msgspec.DecodeError as exc:
-        raise ProviderError(
-            "Graph answered with something that is not JSON",
-            provider="outlook",
-            status=response.status_code,
-        ) from exc
-    return answer if isinstance(answer, dict) else {}
