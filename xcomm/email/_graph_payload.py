@@ -21,9 +21,10 @@ Which form (`plan_send`):
   by an upload session (`createUploadSession`, then `PUT`s of `UPLOAD_CHUNK` bytes with
   `Content-Range`), then `POST .../messages/{id}/send`.
 
-Every message gets an Internet Message-ID (`internetMessageId`, which Graph lets a new
-message set; the Message-ID header in MIME), so `SendResult.message_id` names the message
-recipients see: sendMail answers 202 without any id.
+Every message whose domain is known (its From, or an address-shaped mailbox) gets an
+Internet Message-ID (`internetMessageId`, writable while a message is a draft, which is what
+sendMail creates; the Message-ID header in MIME), so `SendResult.message_id` names the
+message recipients see: sendMail answers 202 without any id.
 """
 
 from __future__ import annotations
