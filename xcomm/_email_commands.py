@@ -242,7 +242,7 @@ def search(
             dialect = KINDS[chosen.kind].dialect
             assert dialect is not None
             print(f"query: {query.to_expression() or '(every message)'}", file=out)
-            print(query.explain(dialect), file=out)
+            print(query.limit(limit).explain(dialect), file=out)
             return EXIT_OK
         async with CommManager() as comm:
             mailbox = cast(_Mailbox, comm.email(chosen.kind, **chosen.settings))
