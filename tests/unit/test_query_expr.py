@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -185,3 +187,10 @@ def test_to_expression_of_a_parsed_query_is_stable() -> None:
     text = '(from:a OR -to:b) subject:"x y" is:unread larger:1M since:2024-01-01 "free text"'
     assert parse(text).to_expression() == text
     assert isinstance(parse(text).condition, ast.And)
+
+
+def test_the_examples_in_docs_querying_run() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "querying.md").read_text("utf-8")
+    section = page.split("## The expression language", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    exec(compile(block, "docs/querying.md", "exec"), {})
