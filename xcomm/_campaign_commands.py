@@ -49,11 +49,6 @@ from xcomm.outbox import (
 )
 
 __all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_UNKNOWN_CAMPAIGN",
     "campaign_resume",
     "campaign_run",
     "campaign_status",

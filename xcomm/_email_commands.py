@@ -12,7 +12,7 @@ import asyncio
 import shutil
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO, cast
@@ -63,7 +63,7 @@ class Outgoing:
     html_file: str | None = None
     attach: Sequence[str] = ()
     sender: str | None = None
-    headers: Sequence[str] = field(default_factory=tuple)
+    headers: Sequence[str] = ()
 
 
 class _BadInput(Exception):

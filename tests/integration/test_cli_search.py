@@ -5,8 +5,6 @@ The command runs in process through `xcomm._cli.main`; one run goes through `pyt
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -17,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from dovecot import Dovecot
-
-from xcomm._cli import main
+from xcomm_cli import cli
 
 pytestmark = pytest.mark.service("dovecot")
 
@@ -77,14 +74,6 @@ def mailbox(dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         encoding="utf-8",
     )
     return path
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """`xcomm ARGS` in process: exit code, standard output, standard error."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def search(config: Path, *args: str) -> tuple[int, str, str]:

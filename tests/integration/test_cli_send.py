@@ -6,10 +6,8 @@ with the body on standard input.
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
-import io
 import json
 import os
 import subprocess
@@ -21,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from xcomm._cli import main
+from xcomm_cli import cli
 
 SMTPServer = Any  # conftest.SMTPServer, as the `smtpd` fixture returns it
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,14 +46,6 @@ def config(folder: Path, server: SMTPServer, extra: str = "") -> Path:
         encoding="utf-8",
     )
     return path
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """`xcomm ARGS` in process: exit code, standard output, standard error."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def received(server: SMTPServer) -> EmailMessage:
