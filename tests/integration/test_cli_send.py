@@ -270,3 +270,10 @@ def test_a_refused_login_exits_1(
                          "--to", "ada@example.com", "--subject", "x")  # fmt: skip
     assert code == 0, err
     assert server.recorder.messages[0].login == server.user.encode()
+
+
+def test_no_sender_anywhere(server: SMTPServer, tmp_path: Path) -> None:
+    path = config(tmp_path, server)
+    path.write_text(path.read_text().replace('sender = "Me <me@example.com>"\n', ""))
+    err = bad_input(server, "--provider", "work", "--config", str(path), "--to", "a@example.com")
+    assert 'no sender: give --from, or set sender = "..." in [providers.work]' in err
