@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_UNKNOWN_CAMPAIGN",
     "ProgressBar",
     "campaign_report",
+    "caret",
     "clip",
     "error",
     "fitted_table",
@@ -124,6 +125,11 @@ def fitted_table(
     clipped = [[clip(cell, widths[i]) if i in widths else cell for i, cell in enumerate(row)]
                for row in rows]  # fmt: skip
     return table(clipped, right=right)
+
+
+def caret(text: str, column: int) -> str:
+    """A line with `^` under the 1-based `column` of `text` (wide characters counted)."""
+    return " " * _width(text[: column - 1]) + "^"
 
 
 def terminal_text(text: str) -> str:

@@ -24,6 +24,7 @@ from xcomm._console import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    caret,
     clip,
     error,
     fitted_table,
@@ -104,7 +105,7 @@ def _run(work: Callable[[], Coroutine[Any, Any, int]], err: TextIO) -> int:
     except (_BadInput, ConfigurationError, ValidationError) as exc:
         error(err, str(exc))
         if isinstance(exc, QuerySyntaxError):
-            print(f"  {exc.expression}\n  {' ' * (exc.column - 1)}^", file=err)
+            print(f"  {exc.expression}\n  {caret(exc.expression, exc.column)}", file=err)
         return EXIT_BAD_INPUT
     except CommunicationError as exc:
         error(err, str(exc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xcomm._console import _width, clip, fitted_table, terminal_text
+from xcomm._console import _width, caret, clip, fitted_table, terminal_text
 
 ROWS = [
     ["DATE", "FROM", "SUBJECT", "SIZE"],
@@ -39,3 +39,9 @@ def test_terminal_text_removes_escapes_line_breaks_and_bidi_overrides() -> None:
     assert terminal_text("a\x1b[31mred\r\nnext\tcol") == "a [31mred next col"
     assert terminal_text("invoice\u202etxt.exe") == "invoice txt.exe"
     assert terminal_text("  Café  ") == "Café"
+
+
+def test_caret_points_at_the_column_under_wide_characters() -> None:
+    assert caret("frm:x", 1) == "^"
+    assert caret("a frm:x", 3) == "  ^"
+    assert caret("日本 frm:x", 4) == "     ^"
