@@ -268,5 +268,5 @@ def test_provider_is_any_kind_that_sends(tmp_path: Path) -> None:
     assert spec.settings == {"region": "eu-west-1", "sender": "News <news@example.com>"}
     path = write(tmp_path, GOOD.replace('kind = "smtp"', 'kind = "imap"'))
     assert problems(path) == [
-        f"{path}:11: [provider] kind must be one of 'smtp', 'ses', 'gmail'; got 'imap'"
+        f"{path}:11: [provider] kind must be one of 'smtp', 'ses', 'gmail', 'outlook'; got 'imap'"
     ]

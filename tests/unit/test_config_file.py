@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import textwrap
 from pathlib import Path
 
@@ -166,7 +167,8 @@ def test_bad_kinds_sections_and_names(tmp_path: Path) -> None:
     found = problems(path)
     assert found[0] == f"{path}:1: 'top' is outside any section; put it under one of [providers]"
     assert found[1] == (
-        f"{path}:3: [providers.work] kind must be one of 'smtp', 'ses', 'gmail', 'imap'; got 'smpt'"
+        f"{path}:3: [providers.work] kind must be one of 'smtp', 'ses', 'gmail', 'imap', "
+        "'outlook'; got 'smpt'"
     )
     assert found[2].startswith(f"{path}:4: [providers.work] password is not allowed")
     assert found[3] == (
@@ -220,3 +222,25 @@ def test_every_kind_is_a_factory_and_its_keys_are_its_settings(kind: str) -> Non
     assert set(schema) - set(parameters) == {"kind"}
     assert set(required) <= set(schema)
     assert not {"password", "secret_access_key", "oauth_token"} & set(schema)
+
+
+def test_an_outlook_section_names_its_secret_by_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        [providers.o365]
+        kind = "outlook"
+        tenant_id = "contoso.onmicrosoft.com"
+        client_id = "11111111-2222-3333-4444-555555555555"
+        client_secret_env = "XCOMM_TEST_GRAPH"
+        mailbox = "news@contoso.com"
+        """)  # fmt: skip
+    with pytest.raises(ConfigFileError, match="XCOMM_TEST_GRAPH"):
+        load_provider(path, "o365")  # the variable is not set
+    os.environ["XCOMM_TEST_GRAPH"] = "graph-secret"
+    try:
+        loaded = load_provider(path, "o365")
+    finally:
+        del os.environ["XCOMM_TEST_GRAPH"]
+    assert loaded.kind == "outlook" and loaded.settings["mailbox"] == "news@contoso.com"
+    assert "graph-secret" not in repr(loaded)
+    secret = write(tmp_path, '[providers.o]\nkind = "outlook"\nclient_secret = "s"\n')
+    assert "client_secret_env" in problems(secret, "o")[0]
