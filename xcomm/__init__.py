@@ -25,6 +25,7 @@ from xcomm._errors import (
     OutboxError,
     PoolTimeout,
     ProviderError,
+    QuerySyntaxError,
     RateLimitError,
     RecipientRejected,
     RequestNotSent,
@@ -67,6 +68,7 @@ from xcomm.bulk import (
     BulkSender,
     CampaignFailed,
     CampaignResult,
+    CampaignRun,
     DripCampaign,
     Outcome,
     Progress,
@@ -77,6 +79,7 @@ from xcomm.email._batch import FlagBatch
 from xcomm.email._compose import EmailDraft
 from xcomm.email._gmail import GmailProvider
 from xcomm.email._gmail_watch import GmailCheckpoint, GmailWatchState
+from xcomm.email._graph import GraphProvider
 from xcomm.email._imap import IMAPProvider
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
 from xcomm.email._message import AttachmentInfo, Folder, ReceivedMessage
@@ -97,6 +100,7 @@ __all__ = [
     "BulkSender",
     "CampaignFailed",
     "CampaignResult",
+    "CampaignRun",
     "Clock",
     "CommManager",
     "CommunicationError",
@@ -122,6 +126,7 @@ __all__ = [
     "GmailCheckpoint",
     "GmailProvider",
     "GmailWatchState",
+    "GraphProvider",
     "IMAPProvider",
     "ImapSearch",
     "LifecycleError",
@@ -144,6 +149,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "QueryPlan",
+    "QuerySyntaxError",
     "QueryableMessage",
     "RateLimit",
     "RateLimitError",

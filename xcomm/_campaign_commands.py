@@ -24,7 +24,19 @@ from typing import TextIO
 
 from xcomm._campaign_csv import read_recipients
 from xcomm._campaign_file import CampaignFileError, CampaignSpec, load_campaign
-from xcomm._console import ProgressBar, campaign_report, shown, table
+from xcomm._console import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNKNOWN_CAMPAIGN,
+    ProgressBar,
+    campaign_report,
+    error as _error,
+    shown,
+    streams as _streams,
+    table,
+)
 from xcomm._errors import CommunicationError, ConfigurationError, ValidationError
 from xcomm._manager import CommManager
 from xcomm.bulk import CampaignResult, Progress
@@ -37,31 +49,13 @@ from xcomm.outbox import (
 )
 
 __all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_UNKNOWN_CAMPAIGN",
     "campaign_resume",
     "campaign_run",
     "campaign_status",
     "worker",
 ]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNKNOWN_CAMPAIGN = 3
-EXIT_INTERRUPTED = 130
 _WORKER_REPORT_EVERY = 5.0  # seconds between a worker's progress lines
-
-
-def _error(err: TextIO, text: str) -> None:
-    print(f"xcomm: error: {text}", file=err)
-
-
-def _streams(out: TextIO | None, err: TextIO | None) -> tuple[TextIO, TextIO]:
-    return out or sys.stdout, err or sys.stderr
 
 
 # -- campaign run ----------------------------------------------------------------------------

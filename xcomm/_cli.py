@@ -1,4 +1,5 @@
-"""The `xcomm` command: `demo`, `campaign ...`, `worker`, `auth gmail|outlook`; one `_add_*` each.
+"""The `xcomm` command: `demo`, `send`, `search`, `campaign ...`, `worker`, `auth gmail|outlook`;
+one `_add_*` each.
 
 Run it as `xcomm ...` (installed script) or `python -m xcomm ...`.
 """
@@ -115,6 +116,134 @@ def _add_demo(commands: Commands) -> None:
         help="the campaign's SQLite outbox (default: demo-outbox.sqlite3 next to the Maildir)",
     )
     parser.set_defaults(handler=_run_demo)
+
+
+def _add_provider(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        required=True,
+        metavar="NAME",
+        help="the [providers.NAME] section of the config file to use",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="the provider config file (default: $XCOMM_CONFIG, else ./xcomm.toml)",
+    )
+
+
+def _run_send(args: argparse.Namespace) -> int:
+    from xcomm._email_commands import Outgoing, send
+
+    message = Outgoing(
+        to=args.to,
+        cc=args.cc,
+        bcc=args.bcc,
+        subject=args.subject,
+        body=args.body,
+        body_file=args.body_file,
+        html_file=args.html_file,
+        attach=args.attach,
+        sender=args.sender,
+        headers=args.header,
+    )
+    return send(message, provider=args.provider, config=args.config, as_json=args.json)
+
+
+def _add_send(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "send",
+        help="send one email through a provider of the config file",
+        description=(
+            "Build the message, check it (addresses, headers, attachments and their sizes) "
+            "and send it through --provider; print the message id and the recipients the "
+            "provider accepted. Exit status: 0 sent, 1 the provider failed or refused "
+            "recipients, 2 bad input (nothing sent), 130 interrupted."
+        ),
+    )
+    _add_provider(parser)
+    for option, what in (("--to", "To"), ("--cc", "Cc"), ("--bcc", "Bcc")):
+        parser.add_argument(
+            option,
+            action="append",
+            default=[],
+            metavar="ADDRESS",
+            help=f"{what} recipients: repeat the option or separate them with commas",
+        )
+    parser.add_argument("--subject", default="", metavar="TEXT", help="the subject")
+    parser.add_argument("--body", default=None, metavar="TEXT", help="the text body (- : stdin)")
+    parser.add_argument(
+        "--body-file", default=None, metavar="FILE", help="read the text body from FILE (- : stdin)"
+    )
+    parser.add_argument("--html-file", default=None, metavar="FILE", help="the HTML body")
+    parser.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach FILE (repeat for more)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="sender",
+        default=None,
+        metavar="ADDRESS",
+        help="the sender (default: the provider's sender setting)",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="add a header such as 'X-Campaign: spring' (repeat for more)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=_run_send)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from xcomm._email_commands import search
+
+    return search(
+        args.query,
+        provider=args.provider,
+        config=args.config,
+        folder=args.folder,
+        limit=args.limit,
+        as_json=args.json,
+        explain=args.explain,
+    )
+
+
+def _add_search(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "search",
+        help="search a mailbox with a query expression; print a table",
+        description=(
+            "Search --provider's mailbox for QUERY, a query expression such as "
+            "'from:bob@example.com is:unread since:2024-01-01' (see docs/querying.md), and "
+            "print the newest matches as a table (date, from, subject, size, attachments). "
+            "Exit status: 0 done (even with no match), 1 the provider failed, 2 bad input."
+        ),
+    )
+    _add_provider(parser)
+    parser.add_argument("query", metavar="QUERY", nargs="?", default="", help="the expression")
+    parser.add_argument("--folder", default=None, metavar="NAME", help="search this folder")
+    parser.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="show at most N messages, the newest (default: 50)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the messages as JSON")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print what the server evaluates and what is checked locally; search nothing",
+    )
+    parser.set_defaults(handler=_run_search)
 
 
 def _run_campaign_run(args: argparse.Namespace) -> int:
@@ -347,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_demo(commands)
+    _add_send(commands)
+    _add_search(commands)
     _add_campaign(commands)
     _add_worker(commands)
     _add_auth(commands)

@@ -1,11 +1,17 @@
-"""Terminal output shared by the `xcomm` commands: aligned tables, a progress bar, a report.
+"""Terminal output shared by the `xcomm` commands: exit statuses, errors, aligned tables fitted
+to the terminal, a progress bar, a report.
 
-`xcomm demo` and `xcomm campaign ...` draw with the same pieces, so a campaign looks the same
-in both. Everything here is pure except `ProgressBar`, which writes to the stream it is given.
+`xcomm demo`, `xcomm campaign ...`, `send` and `search` draw with the same pieces, so they look
+alike. Everything here is pure except `ProgressBar` and `error`, which write to the stream
+they are given.
+
+Exit statuses (docs/cli.md): 0 done; 1 something failed (recipients, a provider call);
+2 bad input, nothing sent; 3 no such campaign; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -13,10 +19,45 @@ from typing import TextIO
 
 from xcomm.bulk import CampaignResult, Progress
 
-__all__ = ["ProgressBar", "campaign_report", "ms", "progress_line", "shown", "table"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNKNOWN_CAMPAIGN",
+    "ProgressBar",
+    "campaign_report",
+    "caret",
+    "clip",
+    "error",
+    "fitted_table",
+    "ms",
+    "progress_line",
+    "shown",
+    "streams",
+    "table",
+    "terminal_text",
+]
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNKNOWN_CAMPAIGN = 3
+EXIT_INTERRUPTED = 130
+
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _SETTLED = 0.5  # seconds before the progress bar shows a rate and an ETA
 _FAILURES_SHOWN = 3
+
+
+def error(err: TextIO, text: str) -> None:
+    """Print `xcomm: error: text` to `err`."""
+    print(f"xcomm: error: {text}", file=err)
+
+
+def streams(out: TextIO | None, err: TextIO | None) -> tuple[TextIO, TextIO]:
+    """`out` and `err`, standard output and standard error when not given."""
+    return out or sys.stdout, err or sys.stderr
 
 
 def _width(text: str) -> int:
@@ -46,6 +87,56 @@ def table(rows: Sequence[Sequence[str]], *, right: Iterable[int] = ()) -> list[s
         if n == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
     return lines
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` terminal columns, ending in `…` when cut."""
+    if _width(text) <= width:
+        return text
+    out, used = [], 0
+    for char in text:
+        size = _width(char)
+        if used + size > width - 1:
+            break
+        out.append(char)
+        used += size
+    return "".join(out) + "…"
+
+
+def fitted_table(
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int,
+    right: Iterable[int] = (),
+    shrink: Iterable[int] = (),
+) -> list[str]:
+    """`table(rows)` no wider than `width` columns: the columns in `shrink` share what the
+    others leave (the narrow ones keep their width, the rest get equal parts), and their cells
+    are clipped with `…`. Columns never get narrower than their header."""
+    flexible = sorted(set(shrink), key=lambda i: max(_width(row[i]) for row in rows))
+    count = len(rows[0])
+    natural = [max(_width(row[i]) for row in rows) for i in range(count)]
+    room = width - 2 - 2 * (count - 1) - sum(natural[i] for i in range(count) if i not in flexible)
+    widths = {}
+    for n, i in enumerate(flexible):
+        share = room // (len(flexible) - n)
+        widths[i] = max(min(natural[i], share), _width(rows[0][i]))
+        room -= widths[i]
+    clipped = [[clip(cell, widths[i]) if i in widths else cell for i, cell in enumerate(row)]
+               for row in rows]  # fmt: skip
+    return table(clipped, right=right)
+
+
+def caret(text: str, column: int) -> str:
+    """A line with `^` under the 1-based `column` of `text` (wide characters counted)."""
+    return " " * _width(text[: column - 1]) + "^"
+
+
+def terminal_text(text: str) -> str:
+    """`text` safe to print in one table cell: control characters (escape sequences, line
+    breaks, tabs) and bidirectional overrides become spaces, runs of spaces one space."""
+    cleaned = "".join(" " if unicodedata.category(c) == "Cc" or c in _BIDI else c for c in text)
+    return " ".join(cleaned.split())
 
 
 def shown(path: Path) -> str:

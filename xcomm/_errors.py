@@ -7,7 +7,8 @@ CommunicationError                      root of everything xcomm raises
 ├── ConfigurationError (+ValueError)    bad settings, unknown provider, missing extra/credentials
 ├── LifecycleError (+RuntimeError)      manager used before open / after close / opened twice
 ├── ValidationError (+ValueError)       bad input, raised before any byte leaves
-│   └── FileAlreadyExists (+FileExistsError)  a download would replace a file; .path
+│   ├── FileAlreadyExists (+FileExistsError)  a download would replace a file; .path
+│   └── QuerySyntaxError                a malformed query expression; .column
 ├── OutboxError                         the outbox storage failed (disk full, lock timeout)
 ├── ProviderError                       the provider answered "no"
 │   ├── AuthenticationError             credentials refused (HTTP 401/403, SMTP 535)
@@ -52,6 +53,7 @@ __all__ = [
     "OutboxError",
     "PoolTimeout",
     "ProviderError",
+    "QuerySyntaxError",
     "RateLimitError",
     "RecipientRejected",
     "RejectedRecipient",
@@ -97,6 +99,22 @@ class FileAlreadyExists(ValidationError, FileExistsError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class QuerySyntaxError(ValidationError):
+    """A query expression (`EmailQuery.parse`) is malformed: the message says where and what
+    was expected, e.g. `unknown field 'frm' at column 1; did you mean 'from'?`.
+
+    `column` is the 1-based column of the problem in `expression`.
+    """
+
+    def __init__(self, message: str, *, expression: str, column: int) -> None:
+        super().__init__(message)
+        self.expression = expression
+        self.column = column
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -5,7 +5,10 @@
     what is safe → metrics and a log line with secrets redacted.
 
 A provider subclasses `HttpProvider` and says only what is specific to its API: how to build
-the request and, optionally, how to read its error bodies (`_classify`).
+the request and, optionally, how to read its error bodies (`_classify`). A provider whose API
+caps the requests in flight (Microsoft Graph: 4 per mailbox) sets `_concurrency` to a limiter
+that the manager shares between every provider of that account; each round trip holds one of
+its tokens, and retry waits hold none.
 
 Requests are `httpx.Request`s and answers `httpx.Response`s, but the pipeline hands them
 straight to the transport (`handle_async_request`) instead of going through
@@ -27,9 +30,10 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
+import anyio
 import httpx
 import msgspec
 
@@ -57,6 +61,7 @@ __all__ = [
     "HttpProvider",
     "encode_form",
     "encode_json",
+    "json_object",
     "map_status",
     "map_transport_error",
     "parse_error_body",
@@ -94,6 +99,25 @@ def encode_json(value: object) -> bytes:
 def encode_form(fields: Mapping[str, object] | Sequence[tuple[str, object]]) -> bytes:
     """`fields` as an `application/x-www-form-urlencoded` body (sequences repeat the key)."""
     return urlencode(fields, doseq=True).encode("ascii")
+
+
+def json_object(response: httpx.Response, *, provider: str, service: str) -> dict[str, Any]:
+    """A successful answer's JSON object ({} for an empty body or another JSON value).
+
+    Raises:
+        ProviderError: the body is not JSON (a proxy's HTML page); `service` names the API.
+    """
+    if not response.content:
+        return {}
+    try:
+        answer = msgspec.json.decode(response.content)
+    except msgspec.DecodeError as exc:
+        raise ProviderError(
+            f"{service} answered with something that is not JSON",
+            provider=provider,
+            status=response.status_code,
+        ) from exc
+    return answer if isinstance(answer, dict) else {}
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -303,6 +327,9 @@ class HttpProvider(Provider):
     #: Request authentication: a 401 refreshes it and the request is retried once; a second
     #: 401 raises AuthenticationError. None sends requests as built.
     auth: HttpAuth | None = None
+    #: At most this many of the provider's requests in flight at once (None: no bound). Several
+    #: providers may share one limiter: the bound is then on all of them together.
+    _concurrency: anyio.CapacityLimiter | None = None
 
     def _classify(self, response: httpx.Response, *, idempotent: bool) -> ProviderError | None:
         """Map a response to an error; providers override to read their own error bodies."""
@@ -316,8 +343,14 @@ class HttpProvider(Provider):
         cost: float = 1.0,
         idempotent: bool = False,
         timeout: float | None = None,
+        authenticate: bool = True,
     ) -> tuple[httpx.Response, int, float]:
-        """Send `request` through the pipeline; returns (response, attempts, duration)."""
+        """Send `request` through the pipeline; returns (response, attempts, duration).
+
+        `authenticate=False` sends it without `auth` (no Authorization header, no refresh after
+        a 401): for pre-authenticated URLs such as an upload session's, which must not see the
+        provider's token.
+        """
         effective = self._timeout or self._context.timeout
         if timeout is not None:
             effective = Timeout.coerce(timeout)
@@ -335,24 +368,14 @@ class HttpProvider(Provider):
                     number,
                     redact(dict(request.headers)),
                 )
-            try:
-                response = await self._send(request)
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                mapped = map_transport_error(exc, provider=self.name)
-                if mapped is None:
-                    raise
-                raise mapped from exc
-            except RuntimeError as exc:
-                # httpx and AiohttpTransport raise RuntimeError once closed.
-                raise ConfigurationError(
-                    f"{self.name}: the shared HTTP pool is closed; use the provider inside "
-                    "its CommManager's `async with` block"
-                ) from exc
-            return response
+            if self._concurrency is None:
+                return await self._round_trip(request)
+            async with self._concurrency:
+                return await self._round_trip(request)
 
         async def attempt(number: int) -> httpx.Response:
             nonlocal reauthorized
-            auth = self.auth
+            auth = self.auth if authenticate else None
             if auth is not None:
                 await auth.apply(request)
             response = await send(number)
@@ -370,6 +393,22 @@ class HttpProvider(Provider):
             return response
 
         return await self._call(operation, attempt, cost=cost)
+
+    async def _round_trip(self, request: httpx.Request) -> httpx.Response:
+        """`_send()` with transport failures mapped to xcomm errors."""
+        try:
+            return await self._send(request)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            mapped = map_transport_error(exc, provider=self.name)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        except RuntimeError as exc:
+            # httpx and AiohttpTransport raise RuntimeError once closed.
+            raise ConfigurationError(
+                f"{self.name}: the shared HTTP pool is closed; use the provider inside "
+                "its CommManager's `async with` block"
+            ) from exc
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         """One round trip on the manager's transport, body read and connection released."""

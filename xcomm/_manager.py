@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from xcomm.bulk._scheduler import DripCampaign, Scheduler
     from xcomm.email._base import EmailProvider
     from xcomm.email._gmail import GmailProvider
+    from xcomm.email._graph import GraphProvider
     from xcomm.email._imap import IMAPProvider
     from xcomm.email._ses import SESProvider
     from xcomm.email._smtp import SMTPProvider
@@ -149,6 +150,7 @@ class CommManager:
         self._stack: contextlib.AsyncExitStack | None = None
         self._http: httpx.AsyncClient | None = None
         self._providers: list[Provider] = []
+        self._bounds: dict[str, anyio.CapacityLimiter] = {}
         if outbox is not None and not isinstance(outbox, str | os.PathLike | OutboxStore):
             raise ConfigurationError(
                 "outbox must be a path, a URL such as 'sqlite:///campaigns.db' or "
@@ -329,6 +331,13 @@ class CommManager:
         if GLOBAL in self._limiters:
             keys.append(GLOBAL)
         return self._limiters.compose(*keys) if keys else None
+
+    def _concurrency(self, key: str, limit: int) -> anyio.CapacityLimiter:
+        """The bound on requests in flight for `key` (a mailbox), one per key per manager."""
+        bound = self._bounds.get(key)
+        if bound is None:
+            bound = self._bounds[key] = anyio.CapacityLimiter(limit)
+        return bound
 
     def _register(self, provider: Provider) -> None:
         self._providers.append(provider)
@@ -597,6 +606,59 @@ class CommManager:
         self._register(provider)
         return provider
 
+    def outlook(
+        self,
+        *,
+        mailbox: str | None = None,
+        tenant_id: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        client_secret_env: str | None = None,
+        credentials_path: str | os.PathLike[str] | None = None,
+        token_manager: TokenManager | None = None,
+        sender: str | Address | None = None,
+        save_to_sent_items: bool = True,
+        rate_limit: RateLimit | float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> GraphProvider:
+        """A Microsoft Graph provider sending from an Outlook / Exchange Online mailbox.
+
+        App-only: `tenant_id`, `client_id`, `client_secret` (or `client_secret_env`, the name
+        of the variable holding it, which `spec()` keeps so workers can rebuild the provider)
+        and `mailbox`. A signed-in user: `credentials_path` (written by `xcomm auth outlook`)
+        or your own `token_manager`; without `mailbox` they send as `/me`. The limiter
+        defaults to the `graph` preset per mailbox (10,000 requests per 10 minutes);
+        `rate_limit` overrides it. At most 4 requests per mailbox are in flight at once,
+        across every provider of this manager. See `docs/providers/outlook.md`.
+        """
+        self._require_open("create an Outlook provider")
+        from xcomm._presets import PRESETS
+        from xcomm.email._graph import GraphProvider
+        from xcomm.email._graph_setup import GRAPH_MAILBOX_CONCURRENCY, graph_setup
+
+        setup = graph_setup(
+            oauth=self.oauth, clock=self._clock, mailbox=mailbox, tenant_id=tenant_id,
+            client_id=client_id, client_secret=client_secret,
+            client_secret_env=client_secret_env, credentials_path=credentials_path,
+            token_manager=token_manager, sender=None if sender is None else str(sender),
+            save_to_sent_items=save_to_sent_items,
+        )  # fmt: skip
+        provider = GraphProvider(
+            self._context(),
+            limiter=self._limiter("outlook", setup.account, rate_limit or PRESETS["graph"].limit),
+            auth=setup.auth,
+            concurrency=self._concurrency(setup.mailbox_key, GRAPH_MAILBOX_CONCURRENCY),
+            retry=retry,
+            mailbox=mailbox,
+            sender=sender,
+            save_to_sent_items=save_to_sent_items,
+            timeout=timeout,
+            spec=setup.spec,
+        )
+        self._register(provider)
+        return provider
+
     @overload
     def email(self, provider: Literal["imap"], /, **config: Any) -> IMAPProvider: ...
 
@@ -609,14 +671,16 @@ class CommManager:
     def email(self, provider: str, /, **config: Any) -> EmailProvider | IMAPProvider:
         """An email provider by name with its own settings: `comm.email("smtp", host=...)`.
 
-        Sending providers ("smtp", "ses", "gmail") share one API (`compose()`, `send()`,
-        `send_message()`); reading providers ("imap", "gmail") share another (`search()`,
-        `get()`, `folders()`, message actions).
+        Sending providers ("smtp", "ses", "gmail", "outlook" alias "graph") share one API
+        (`compose()`, `send()`, `send_message()`); reading providers ("imap", "gmail") share
+        another (`search()`, `get()`, `folders()`, message actions).
         """
         factories: dict[str, Callable[..., EmailProvider | IMAPProvider]] = {
             "smtp": self.smtp,
             "ses": self.ses,
             "gmail": self.gmail,
+            "outlook": self.outlook,
+            "graph": self.outlook,
             "imap": self.imap,
         }
         factory = factories.get(provider.lower() if isinstance(provider, str) else provider)
@@ -727,8 +791,8 @@ class CommManager:
 
         A provider of this manager with the same spec is reused (one created with a password
         in code matches too); otherwise one is built from the spec, the password coming from
-        its `password_env` variable. Raises `ConfigurationError` saying what to do when
-        neither works.
+        its `password_env` variable (an Outlook client secret from `client_secret_env`).
+        Raises `ConfigurationError` saying what to do when neither works.
         """
         from xcomm.email._base import EmailProvider
 

@@ -7,12 +7,14 @@ no provider writes its own attempt loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+import anyio
 import httpx
 
 from xcomm._clock import Clock
@@ -68,6 +70,7 @@ class Provider:
         self._limiter = limiter
         self._retry = retry or context.retry
         self._closed = False
+        self._waits: set[anyio.CancelScope] = set()
 
     @property
     def limiter(self) -> Limiter | None:
@@ -132,6 +135,24 @@ class Provider:
             )
         return result, attempts, duration
 
+    @contextlib.contextmanager
+    def _until_closed(self) -> Iterator[None]:
+        """Wrap a long wait (IDLE, a poll interval, a reconnect backoff) that closing the
+        provider must end: when `aclose()` runs meanwhile, the wait is cut short and
+        `LifecycleError` is raised in the waiting task."""
+        if self._closed:
+            raise LifecycleError(f"the {self.name} provider was closed")
+        with anyio.CancelScope() as scope:
+            self._waits.add(scope)
+            try:
+                yield
+            finally:
+                self._waits.discard(scope)
+        if scope.cancelled_caught:
+            raise LifecycleError(f"the {self.name} provider was closed while waiting")
+
     async def aclose(self) -> None:
-        """Close what this provider opened itself. Idempotent."""
+        """Close what this provider opened itself, and end its long waits. Idempotent."""
         self._closed = True
+        for scope in list(self._waits):
+            scope.cancel()

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from xcomm import CommManager, ConfigurationError, Contact, RetryPolicy, ValidationError
+from xcomm import (
+    CommManager,
+    ConfigurationError,
+    Contact,
+    LifecycleError,
+    RetryPolicy,
+    ValidationError,
+)
 from xcomm._templates import Template, UnsubscribeSigner
 from xcomm.bulk import CampaignFailed, Progress
 from xcomm.outbox import OutboxStatus
@@ -214,6 +221,77 @@ async def test_progress_events_and_a_bug_in_the_callback_propagates(
         with pytest.raises(RuntimeError, match="bug in user code"):
             await bulk.send_campaign(template=TEMPLATE, recipients=people(5), on_progress=broken)
     assert events and events[-1].done == 5 and events[-1].sent == 5
+
+
+async def test_start_campaign_streams_progress_then_gives_the_result(
+    smtpd: Callable[[str], SMTPServer], outbox: str
+) -> None:
+    server = smtpd("plain")
+    also: list[Progress] = []
+    async with CommManager(outbox=outbox) as comm:
+        bulk = comm.create_bulk_sender(comm.smtp(server.host, server.port, sender="n@example.com"))
+        run = bulk.start_campaign(
+            template=TEMPLATE, recipients=people(40), campaign_id="p1", on_progress=also.append
+        )
+        with pytest.raises(LifecycleError, match="async with"):
+            [e async for e in run]
+        async with run:
+            with pytest.raises(LifecycleError, match="not finished"):
+                run.result  # noqa: B018
+            events = [event async for event in run]
+        assert run.campaign_id == "p1"
+        assert run.result.sent == 40 and run.result.campaign_id == "p1"
+    assert events, "the final event is always delivered"
+    assert [e.done for e in events] == sorted(e.done for e in events)
+    assert events[-1].done == 40 and events[-1] is run.latest
+    assert also and also[-1] == events[-1]  # the caller's own callback still runs
+    assert len(server.recorder.messages) == 40
+
+
+async def test_leaving_a_started_campaign_early_cancels_it_and_loses_nobody(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    outbox = str(tmp_path / "outbox.sqlite3")
+
+    class Stop(Exception):
+        pass
+
+    async with CommManager(outbox=outbox) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="n@example.com")
+        bulk = comm.create_bulk_sender(smtp, max_concurrent=2, rate_limit=600)  # 10 a second
+        run = bulk.start_campaign(template=TEMPLATE, recipients=people(60), campaign_id="p2")
+        with pytest.raises(Stop):
+            async with run:
+                async for event in run:
+                    if event.sent:
+                        raise Stop
+        with pytest.raises(LifecycleError):
+            run.result  # noqa: B018
+        early = len(server.recorder.messages)
+        assert 0 < early < 60
+        again = await comm.create_bulk_sender(smtp).send_campaign(
+            template=TEMPLATE, recipients=people(60), campaign_id="p2"
+        )
+    assert again.sent + again.skipped == 60
+    assert sorted(subjects(server)) == sorted(f"Hello User {i}" for i in range(60))
+
+
+async def test_a_bug_in_a_started_campaign_is_raised_as_itself(
+    smtpd: Callable[[str], SMTPServer],
+) -> None:
+    server = smtpd("plain")
+
+    def broken(event: Progress) -> None:
+        raise RuntimeError("bug in user code")
+
+    async with CommManager(outbox="memory://") as comm:
+        bulk = comm.create_bulk_sender(comm.smtp(server.host, server.port, sender="n@example.com"))
+        with pytest.raises(RuntimeError, match="bug in user code"):
+            async with bulk.start_campaign(
+                template=TEMPLATE, recipients=people(3), on_progress=broken
+            ) as run:
+                assert [e async for e in run]  # the event that broke is still seen
 
 
 async def test_bad_settings_are_configuration_errors(smtpd: Callable[[str], SMTPServer]) -> None:

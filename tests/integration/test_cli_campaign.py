@@ -6,10 +6,8 @@ The commands run in process through `xcomm._cli.main` (one run goes through
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
-import io
 import os
 import signal
 import subprocess
@@ -22,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from xcomm._cli import main
+from xcomm_cli import cli
 
 SMTPServer = Any  # conftest.SMTPServer, as the `smtpd` fixture returns it
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,14 +66,6 @@ def campaign(
         encoding="utf-8",
     )
     return path
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """`xcomm ARGS` in process: exit code, standard output, standard error."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def delivered(server: SMTPServer) -> dict[str, str]:

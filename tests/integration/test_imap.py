@@ -295,6 +295,16 @@ async def test_an_email_query_runs_on_the_server_and_the_rest_on_the_client(
         [m async for m in imap.iter_search(billing.sort_by("date"), batch_size=10)]
 
 
+async def test_an_email_query_sorts_by_the_received_date(
+    imap: IMAPProvider, dovecot: Dovecot, user: str
+) -> None:
+    for subject, day in (("middle", 2), ("oldest", 1), ("newest", 3)):
+        dovecot.append(user, simple(subject), date=datetime(2024, 5, day, 12, tzinfo=UTC))
+    newest_first = EmailQuery().sort_by("date", SortOrder.DESC)
+    assert [m.subject for m in await imap.search(newest_first)] == ["newest", "middle", "oldest"]
+    assert [m.subject for m in await imap.search(newest_first.limit(1))] == ["newest"]
+
+
 async def test_bodies_read_in_bulk_match_the_lazy_ones_without_a_round_trip_each(
     comm: CommManager, imap: IMAPProvider, dovecot: Dovecot, user: str
 ) -> None:

@@ -597,6 +597,7 @@ async def test_reply_threads_quotes_and_goes_to_reply_to(
         "José García <jose@example.com> wrote:\n> Numbers attached.\n>\n>> an old quote\n" in text
     )
     assert not sent.get_payload() or not list(sent.iter_attachments())  # a reply has no files
+    assert server_flags(dovecot, user)[message.uid] == {"\\Answered"}  # marked once sent
 
     server.recorder.reset()
     twice = await message.reply(provider, "Again", html="<p>Again</p>", quote=True)
@@ -637,6 +638,27 @@ async def test_forward_reattaches_the_files_under_safe_names(
     assert "Subject: Quarterly report\n" in text and "Numbers attached." in text
     attached = [(a.get_filename(), a.get_content()) for a in sent.iter_attachments()]
     assert attached == [("q3.pdf", b"%PDF-q3"), ("data.csv", "a,b\n1,2")]
+    assert server_flags(dovecot, user)[message.uid] == set()  # forwarding answers no one
+    assert sent["References"] == "<report-1@example.com>" and sent["In-Reply-To"] is None
+
+
+async def test_a_reply_that_cannot_mark_the_original_is_still_sent(
+    imap: IMAPProvider,
+    dovecot: Dovecot,
+    user: str,
+    smtp: tuple[SMTPProvider, SMTPServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider, server = smtp
+    message = await get(imap, dovecot.append(user, with_files()))
+    assert message.uid_validity is not None
+    stale = message.replace(uid_validity=message.uid_validity + 1)  # "the folder was recreated"
+    draft = await stale.reply(provider, "Thanks", quote=False)
+    assert server_flags(dovecot, user)[message.uid] == set()  # a draft marks nothing
+    with caplog.at_level("WARNING", logger="xcomm.email"):
+        result = await draft.send()
+    assert result.ok and len(server.recorder.messages) == 1
+    assert "marking message" in caplog.text and "recreated" in caplog.text
     assert server_flags(dovecot, user)[message.uid] == set()
 
 

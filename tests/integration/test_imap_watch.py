@@ -274,6 +274,26 @@ async def test_a_closed_manager_ends_the_watch(
     await eventually(lambda: connections(dovecot, user) == 0)
 
 
+@pytest.mark.parametrize("use_idle", [True, False])
+async def test_closing_the_manager_interrupts_a_watch_that_is_waiting(
+    dovecot: Dovecot, user: str, client_tls: ssl.SSLContext, use_idle: bool
+) -> None:
+    comm = await CommManager(timeout=TIMEOUT, retry=RETRY).open()
+    imap = comm.imap("localhost", dovecot.tls_port, username=user,
+                     password=dovecot.password, tls_context=client_tls)  # fmt: skip
+    # 10 minutes of IDLE (or of polling): only the close can end this wait in time
+    messages = imap.watch(idle_timeout=600, poll_interval=600, use_idle=use_idle)
+    waiting = asyncio.ensure_future(anext(messages))
+    await connected(comm)
+    await asyncio.sleep(0.2)  # into IDLE / the poll sleep
+    assert not waiting.done()
+    await comm.aclose()
+    async with asyncio.timeout(ARRIVAL):
+        with pytest.raises(LifecycleError, match="closed"):
+            await waiting
+    await eventually(lambda: connections(dovecot, user) == 0)
+
+
 async def test_errors_that_reconnecting_cannot_fix_are_raised(imap: IMAPProvider) -> None:
     async with aclosing(imap.watch(folder="No such folder")) as messages:
         with pytest.raises(ProviderError, match="SELECT"):

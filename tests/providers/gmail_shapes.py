@@ -13,6 +13,7 @@ import base64
 import copy
 from typing import Any
 
+import httpx
 from mailbox_scenario import PDF
 
 API = "https://gmail.googleapis.com/gmail/v1/users/me"
@@ -66,6 +67,7 @@ def message(
     internal: int = 1_762_160_400_000,
     thread: str | None = None,
     text: str = "Numbers attached.\r\n\r\n> an old quote\r\nBye\r\n",
+    date: str = "Mon, 03 Nov 2025 10:00:00 +0100",
     extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A `messages.get?format=full` answer: multipart/mixed with a text/HTML alternative,
@@ -78,7 +80,7 @@ def message(
         To="me@example.com, Bob <bob@example.org>",
         Cc="Cléo <cleo@example.net>",
         Subject=subject,
-        Date="Mon, 03 Nov 2025 10:00:00 +0100",
+        Date=date,
         Message_ID=f"<{message_id}@mail.example.com>",
         References="<root@example.com>",
         In_Reply_To="<root@example.com>",
@@ -229,6 +231,18 @@ def profile(history_id: str) -> dict[str, Any]:
         "threadsTotal": 999,
         "historyId": history_id,
     }
+
+
+def route_messages(router: Any, *answers: dict[str, Any]) -> None:
+    """`messages.get` for each answer: its structure for a listing's masked get (`fields=`),
+    the whole message for `format=full`."""
+    for answer in answers:
+        masked = structure(answer)
+
+        def reply(request: httpx.Request, full: Any = answer, part: Any = masked) -> httpx.Response:
+            return httpx.Response(200, json=part if b"fields=" in request.url.query else full)
+
+        router.get(f"{LIST}/{answer['id']}").mock(side_effect=reply)
 
 
 def listing(*ids: str, token: str | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ is validated against Gmail's discovery document when it ends.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -33,6 +34,7 @@ from gmail_shapes import (
     listing,
     message,
     modified,
+    route_messages,
     structure,
 )
 from mailbox_scenario import check_outcome, triage
@@ -46,6 +48,7 @@ from xcomm import (
     ProviderError,
     RateLimitError,
     ReceivedMessage,
+    SortOrder,
     ValidationError,
 )
 from xcomm.email._gmail_parse import STRUCTURE_FIELDS
@@ -61,26 +64,11 @@ def query_of(request: httpx.Request) -> dict[str, list[str]]:
     return parse_qs(urlsplit(str(request.url)).query)
 
 
-def route_get(router: respx.MockRouter, *answers: dict[str, object]) -> dict[str, respx.Route]:
-    """`messages.get` for each answer: the structure for a masked get, the whole for full."""
-    routes = {}
-    for answer in answers:
-        mask = structure(answer)
-
-        def reply(
-            request: httpx.Request, full: object = answer, masked: object = mask
-        ) -> httpx.Response:
-            return httpx.Response(200, json=masked if "fields" in query_of(request) else full)
-
-        routes[str(answer["id"])] = router.get(f"{LIST}/{answer['id']}").mock(side_effect=reply)
-    return routes
-
-
 async def one_message(
     gmail: GmailProvider, router: respx.MockRouter, **kw: object
 ) -> ReceivedMessage:
     router.get(LIST).respond(200, json=listing("m1"))
-    route_get(router, message("m1", **kw))  # type: ignore[arg-type]
+    route_messages(router, message("m1", **kw))  # type: ignore[arg-type]
     (found,) = await gmail.search("in:inbox")
     return found
 
@@ -104,7 +92,7 @@ async def test_search_returns_received_messages_with_labels_as_flags(
         httpx.Response(200, json=listing("m3", "m2", token="page2")),
         httpx.Response(200, json=listing("m1")),
     ] * 2
-    route_get(router, *(message(f"m{i}", subject=f"S{i}") for i in (1, 2, 3)))
+    route_messages(router, *(message(f"m{i}", subject=f"S{i}") for i in (1, 2, 3)))
     found = await gmail.search("from:jose@example.com")
     assert isinstance(gmail, MailboxProvider)
     assert [m.id for m in found] == ["m1", "m2", "m3"]  # oldest first, as every mailbox
@@ -143,7 +131,7 @@ async def test_limit_keeps_the_newest_and_a_query_limit_is_pushed(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     listed = router.get(LIST).respond(200, json=listing("m3", "m2", "m1", token="more"))
-    route_get(router, *(message(f"m{i}") for i in (1, 2, 3)))
+    route_messages(router, *(message(f"m{i}") for i in (1, 2, 3)))
     found = await gmail.search("is:unread", limit=2)
     assert [m.id for m in found] == ["m2", "m3"]
     assert query_of(listed.calls.last.request)["maxResults"] == ["2"]
@@ -155,11 +143,28 @@ async def test_limit_keeps_the_newest_and_a_query_limit_is_pushed(
     assert await gmail.search("x", limit=0) == []
 
 
+async def test_a_sorted_query_sorts_after_the_listing(
+    gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
+) -> None:
+    router.get(LIST).respond(200, json=listing("m3", "m2", "m1"))
+    route_messages(
+        router,
+        message("m1", subject="b", internal=1_762_160_400_000),
+        message("m2", subject="c", internal=1_762_160_500_000),
+        message("m3", subject="a", internal=1_762_160_600_000),
+    )
+    newest = EmailQuery().sort_by("date", SortOrder.DESC)
+    assert [m.id for m in await gmail.search(newest)] == ["m3", "m2", "m1"]
+    by_subject = EmailQuery().sort_by("subject").limit(2)
+    assert [m.id for m in await gmail.search(by_subject)] == ["m3", "m1"]
+    assert not by_subject.explain("gmail").sort_on_server
+
+
 async def test_the_client_residual_reads_labels_and_folders_as_gmail_does(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     router.get(LIST).respond(200, json=listing("m3", "m2", "m1"))
-    route_get(
+    route_messages(
         router,
         message("m1", labels=("INBOX", "STARRED"), extra={"X_Tag": "red"}),
         message("m2", labels=("Label_7", "UNREAD"), extra={"X_Tag": "red"}),
@@ -199,7 +204,7 @@ async def test_bodies_true_reads_them_in_the_same_pass(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     router.get(LIST).respond(200, json=listing("m1"))
-    route_get(router, message("m1", text="Olá, José"))
+    route_messages(router, message("m1", text="Olá, José"))
     (m,) = await gmail.search("in:inbox", bodies=True)
     done = len(gmail_calls(router))
     assert await m.text() == "Olá, José" and await m.html()
@@ -234,7 +239,7 @@ async def test_folder_is_a_label_by_name(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     listed = router.get(LIST).respond(200, json=listing("m1"))
-    route_get(router, message("m1", labels=("Label_12",)))
+    route_messages(router, message("m1", labels=("Label_12",)))
     (m,) = await gmail.search("is:unread", folder="clients/acme")
     assert query_of(listed.calls.last.request)["labelIds"] == ["Label_12"]
     assert m.folder == "clients/acme" and "Clients/Acme" in m.labels
@@ -246,7 +251,7 @@ async def test_folder_is_a_label_by_name(
 async def test_get_by_id_and_a_vanished_message(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
-    route_get(router, message("18c2f0a9"))
+    route_messages(router, message("18c2f0a9"))
     router.get(f"{LIST}/gone1").respond(404, json=NOT_FOUND)
     found = await gmail.get("18c2f0a9")
     assert found is not None and found.id == "18c2f0a9" and found.mailbox is gmail
@@ -259,7 +264,7 @@ async def test_a_message_deleted_during_a_search_is_left_out(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     router.get(LIST).respond(200, json=listing("m2", "m1"))
-    route_get(router, message("m1"))
+    route_messages(router, message("m1"))
     router.get(f"{LIST}/m2").respond(404, json=NOT_FOUND)
     assert [m.id for m in await gmail.search("in:inbox")] == ["m1"]
 
@@ -272,7 +277,7 @@ async def test_iter_search_lists_every_id_then_reads_oldest_first(
         httpx.Response(200, json=listing("m3", "m2", token="p2")),
         httpx.Response(200, json=listing("m1")),
     ]
-    route_get(router, *(message(f"m{i}") for i in (1, 2, 3)))
+    route_messages(router, *(message(f"m{i}") for i in (1, 2, 3)))
     got = [m.id async for m in gmail.iter_search("in:inbox", batch_size=2)]
     assert got == ["m1", "m2", "m3"]
     assert query_of(listed.calls[0].request)["maxResults"] == ["500"]
@@ -510,7 +515,7 @@ async def test_batch_mode_sends_one_batch_modify_per_identical_change(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     router.get(LIST).respond(200, json=listing("m4", "m3", "m2", "m1"))
-    route_get(router, *(message(f"m{i}") for i in (1, 2, 3, 4)))
+    route_messages(router, *(message(f"m{i}") for i in (1, 2, 3, 4)))
     found = await gmail.search("in:inbox")
     batch_modify = router.post(BATCH_MODIFY).respond(204)
     modify = router.post(f"{LIST}/m4/modify").respond(200, json=modified("m4", []))
@@ -555,7 +560,7 @@ async def test_batch_mode_discards_on_error_and_flushes_before_a_move(
     gmail: GmailProvider, router: respx.MockRouter, label_list: respx.Route
 ) -> None:
     router.get(LIST).respond(200, json=listing("m2", "m1"))
-    route_get(router, message("m1"), message("m2"))
+    route_messages(router, message("m1"), message("m2"))
     first, second = await gmail.search("in:inbox")
     modify1 = router.post(f"{LIST}/m1/modify").respond(200, json=modified("m1", ["Label_3"]))
     modify2 = router.post(f"{LIST}/m2/modify").respond(200, json=modified("m2", []))
@@ -599,7 +604,7 @@ async def test_each_method_charges_its_quota_units(
             return round(before.tokens - after.tokens, 6)
 
         router.get(LIST).respond(200, json=listing("m1"))
-        route_get(router, message("m1"))
+        route_messages(router, message("m1"))
         router.post(f"{LIST}/m1/modify").respond(200, json=modified("m1", []))
         router.post(f"{LIST}/m1/trash").respond(200, json=modified("m1", ["TRASH"]))
         router.delete(f"{LIST}/m1").respond(204)
@@ -648,13 +653,16 @@ async def test_thread_lists_its_messages(
 
 async def test_a_reply_through_gmail_stays_in_the_thread(
     gmail: GmailProvider, comm: CommManager, token_file: Path, router: respx.MockRouter,
-    label_list: respx.Route,
+    label_list: respx.Route, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     m = await one_message(gmail, router, thread="18c2aa")
     send = router.post(SEND).respond(200, json={"id": "r1", "threadId": "18c2aa"})
     draft = await m.reply(gmail, "Thanks!")
-    result = await draft.send()
+    with caplog.at_level(logging.WARNING):
+        result = await draft.send()
     assert result.message_id == "r1"
+    assert not caplog.records  # no answered mark to set, and no failure to log
+    assert [r.url.path.rsplit("/", 1)[-1] for r in gmail_calls(router)][-1] == "send"
     body = json.loads(send.calls.last.request.content)
     assert body["threadId"] == "18c2aa"
     import base64

@@ -34,7 +34,7 @@ from gmail_shapes import (
     listing,
     message,
     profile,
-    structure,
+    route_messages,
 )
 
 from xcomm import (
@@ -55,15 +55,11 @@ FAST = 0.001
 @pytest.fixture(autouse=True)
 def _mailbox(router: respx.MockRouter) -> Iterator[None]:
     router.get(LABELS).respond(200, json=labels())
-    for i in range(1, 10):
-        answer = message(f"m{i}", sender="Bob <bob@example.com>" if i % 2 == 0 else "Ann <a@x.org>",
-                         internal=1_762_160_400_000 + i * 1000)  # fmt: skip
-
-        def reply(request: httpx.Request, full: Any = answer) -> httpx.Response:
-            masked = "fields" in parse_qs(urlsplit(str(request.url)).query)
-            return httpx.Response(200, json=structure(full) if masked else full)
-
-        router.get(f"{LIST}/m{i}").mock(side_effect=reply)
+    route_messages(router, *(
+        message(f"m{i}", sender="Bob <bob@example.com>" if i % 2 == 0 else "Ann <a@x.org>",
+                internal=1_762_160_400_000 + i * 1000)
+        for i in range(1, 10)
+    ))  # fmt: skip
     yield
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from xcomm import CommManager
 from xcomm._campaign_csv import read_recipients
-from xcomm._campaign_file import _SMTP, MAX_PROBLEMS, CampaignFileError, load_campaign
+from xcomm._campaign_file import MAX_PROBLEMS, CampaignFileError, load_campaign
+from xcomm._provider_settings import settings_of
 
 CSV = "email,first_name,city\nada@example.com,Ada,London\nbob@example.org,Bob,Berlin\n"
 GOOD = """\
@@ -250,6 +251,22 @@ def test_schedule_time_needs_an_offset(tmp_path: Path) -> None:
     assert spec.schedule_time == datetime(2030, 1, 2, 9, tzinfo=UTC)
 
 
-def test_provider_keys_are_settings_of_comm_smtp() -> None:
+def test_provider_keys_are_the_toml_writable_settings_of_comm_smtp() -> None:
+    schema, required = settings_of("smtp")
     parameters = inspect.signature(CommManager.smtp).parameters
-    assert set(_SMTP) - set(parameters) == {"kind"}
+    assert set(schema) - set(parameters) == {"kind"}
+    assert set(parameters) - set(schema) == {
+        "self", "password", "oauth_token", "tls_context", "retry",
+    }  # fmt: skip
+    assert required == ("host",)
+
+
+def test_provider_is_any_kind_that_sends(tmp_path: Path) -> None:
+    ses = GOOD.replace('kind = "smtp"\nhost = "127.0.0.1"', 'kind = "ses"\nregion = "eu-west-1"')
+    spec = load_campaign(write(tmp_path, ses))
+    assert spec.provider == "ses"
+    assert spec.settings == {"region": "eu-west-1", "sender": "News <news@example.com>"}
+    path = write(tmp_path, GOOD.replace('kind = "smtp"', 'kind = "imap"'))
+    assert problems(path) == [
+        f"{path}:11: [provider] kind must be one of 'smtp', 'ses', 'gmail', 'outlook'; got 'imap'"
+    ]

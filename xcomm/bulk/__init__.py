@@ -1,6 +1,7 @@
 """Bulk sending: campaigns through a bounded worker pool on the durable outbox, and the
 suppression list they respect."""
 
+from xcomm.bulk._progress import CampaignRun
 from xcomm.bulk._recipients import Recipient, RecipientsSource
 from xcomm.bulk._result import CampaignFailed, CampaignResult, Outcome, Progress
 from xcomm.bulk._scheduler import DripCampaign
@@ -11,6 +12,7 @@ __all__ = [
     "BulkSender",
     "CampaignFailed",
     "CampaignResult",
+    "CampaignRun",
     "DripCampaign",
     "Outcome",
     "Progress",

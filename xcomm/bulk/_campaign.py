@@ -255,9 +255,9 @@ async def queue_message(provider: EmailProvider, message: EmailMessage, at: floa
 
 def quota_key(provider: EmailProvider) -> str:
     """The account a daily cap counts against: kind, user, host and port of the provider
-    (for SES: profile and region)."""
+    (for SES: profile and region; for Outlook: the mailbox)."""
     spec = provider.spec()
-    user = spec.get("username") or spec.get("profile") or ""
+    user = spec.get("username") or spec.get("profile") or spec.get("mailbox") or ""
     host, port = spec.get("host") or spec.get("region") or "", spec.get("port") or ""
     return f"{spec.get('kind') or provider.name}:{user}@{host}:{port}"
 

@@ -11,9 +11,10 @@ process can send what it queued for later (`schedule_time`) or left behind.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NotRequired, Required, TypedDict, Unpack
 
 from xcomm._bucket import TokenBucket
 from xcomm._clock import Clock
@@ -32,8 +33,9 @@ from xcomm.bulk._campaign import (
     definition,
     schedule_at,
 )
+from xcomm.bulk._progress import CampaignRun
 from xcomm.bulk._recipients import RecipientsSource
-from xcomm.bulk._result import CampaignResult, Outcome
+from xcomm.bulk._result import CampaignResult, Outcome, Progress
 from xcomm.bulk._run import ProgressCallback, Run
 from xcomm.email._base import EmailProvider
 from xcomm.outbox import (
@@ -43,7 +45,21 @@ from xcomm.outbox import (
     OutboxStore,
 )
 
-__all__ = ["BulkSender"]
+__all__ = ["BulkSender", "CampaignArguments"]
+
+
+class CampaignArguments(TypedDict):
+    """The keyword arguments of `BulkSender.send_campaign` (see it for each one's meaning),
+    which `start_campaign` takes too."""
+
+    template: Required[Template]
+    recipients: Required[RecipientsSource]
+    personalization_data: NotRequired[Mapping[str, Mapping[str, Any]] | None]
+    campaign_id: NotRequired[str | None]
+    schedule_time: NotRequired[ScheduleTime]
+    unsubscribe: NotRequired[UnsubscribeSigner | None]
+    on_progress: NotRequired[ProgressCallback | None]
+    source: NotRequired[str | None]
 
 
 class BulkSender:
@@ -192,6 +208,36 @@ class BulkSender:
             if not self._track:
                 await store.aclose()
         return run.tally.result(campaign_id, time.perf_counter() - run.started)
+
+    def start_campaign(self, **arguments: Unpack[CampaignArguments]) -> CampaignRun:
+        """`send_campaign(...)` in the background, watched as an async iterator of `Progress`
+        events; use it with `async with` (leaving the block waits for the campaign; an error in
+        the block cancels it). Takes `send_campaign`'s arguments.
+
+        Example:
+            ```python
+            async with bulk.start_campaign(template=template, recipients="people.csv") as run:
+                async for event in run:
+                    print(f"{event.done}/{event.seen} done, {event.rate:.0f}/s")
+            print(run.result.sent, "sent")
+            ```
+        """
+        campaign_id = check_campaign_id(arguments.get("campaign_id"))
+        also = arguments.get("on_progress")
+
+        async def start(push: Callable[[Progress], None]) -> CampaignResult:
+            async def forward(event: Progress) -> None:
+                push(event)
+                if also is not None:
+                    outcome = also(event)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+
+            given: CampaignArguments = {**arguments, "campaign_id": campaign_id}
+            given["on_progress"] = forward
+            return await self.send_campaign(**given)
+
+        return CampaignRun(campaign_id, start)
 
     async def results(
         self, campaign_id: str, /, *, status: OutboxStatus | None = None

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from xcomm._errors import ConfigurationError, ValidationError
 from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._provider import Provider
 
 if TYPE_CHECKING:
     from xcomm.email._compose import EmailDraft
 
-__all__ = ["EmailProvider"]
+__all__ = ["EmailProvider", "sender_address"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+
+
+def sender_address(sender: str | Address | None, *, provider: str) -> Address | None:
+    """A provider's `sender=` setting as an `Address` (None stays None).
+
+    Raises:
+        ConfigurationError: it is not an address; the message names `provider`.
+    """
+    if sender is None:
+        return None
+    try:
+        return Address.parse(sender)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{provider} provider: sender= is not an address: {exc}") from exc
 
 
 class EmailProvider(Provider):
@@ -28,14 +43,20 @@ class EmailProvider(Provider):
     #: The largest rendered message (bytes) the provider accepts.
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
 
+    #: The settings `spec()` returns (None values left out), set by providers that can be
+    #: rebuilt from settings.
+    _spec: dict[str, Any]
+
     def spec(self) -> dict[str, Any]:
         """The provider's settings without secrets: how a worker process rebuilds it.
 
         `{"kind": "smtp", "host": ..., "password_env": "SMTP_PASSWORD", ...}`; passed back to
         `comm.email(**spec)`. A password is there only as the name of the environment
-        variable it came from. Empty when the provider cannot be rebuilt from settings.
+        variable it came from (an Outlook client secret as `client_secret_env`, a Gmail
+        token as its file's path). Empty when the provider cannot be rebuilt from settings.
         """
-        return {}
+        settings: dict[str, Any] = getattr(self, "_spec", {})
+        return {k: v for k, v in settings.items() if v is not None}
 
     def compose(self) -> EmailDraft:
         """Start a fluent draft: `await provider.compose().to(...).subject(...).send()`."""

@@ -7,7 +7,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Self
@@ -137,6 +137,7 @@ class EmailDraft:
         self._message_id: str | None = None
         self._thread_id: str | None = None
         self._send_at: float | None = None
+        self._on_sent: list[Callable[[SendResult], Awaitable[None]]] = []
         self._date: datetime | None = None
 
     # -- addresses ---------------------------------------------------------------------------
@@ -460,7 +461,16 @@ class EmailDraft:
             from xcomm.bulk._campaign import queue_message
 
             return await queue_message(self._provider, message, self._send_at)
-        return await self._provider.send(message, timeout=timeout)
+        result = await self._provider.send(message, timeout=timeout)
+        for callback in self._on_sent:
+            await callback(result)
+        return result
+
+    def on_sent(self, callback: Callable[[SendResult], Awaitable[None]], /) -> Self:
+        """Await `callback(result)` after `send()` has sent the message (not when it is only
+        scheduled, nor when sending fails). A reply uses it to mark the original answered."""
+        self._on_sent.append(callback)
+        return self
 
 
 def campaign_draft(

@@ -22,12 +22,12 @@ import msgspec
 
 from xcomm._config import RetryPolicy, Timeout
 from xcomm._errors import ConfigurationError, MessageError, ProviderError, ValidationError
-from xcomm._http import HttpAuth, HttpProvider, encode_json
+from xcomm._http import HttpAuth, HttpProvider, encode_json, json_object
 from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._presets import GMAIL_COSTS
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
-from xcomm.email._base import EmailProvider
+from xcomm.email._base import EmailProvider, sender_address
 from xcomm.email._gmail_actions import GmailActions
 from xcomm.email._gmail_errors import classify
 from xcomm.email._gmail_parse import (
@@ -37,11 +37,11 @@ from xcomm.email._gmail_parse import (
     b64url_decode,
     parse_message,
 )
-from xcomm.email._gmail_send import API, GMAIL_MAX_MESSAGE_SIZE, send_request, with_bcc
+from xcomm.email._gmail_send import API, GMAIL_MAX_MESSAGE_SIZE, send_request
 from xcomm.email._imap_plan import Keep, client_check
 from xcomm.email._mailbox import MailboxProvider, SearchQuery
 from xcomm.email._message import ReceivedMessage
-from xcomm.email._mime import render_message
+from xcomm.email._mime import render_message, with_bcc
 from xcomm.email._query import EmailQuery
 
 if TYPE_CHECKING:
@@ -106,13 +106,7 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
         super().__init__(context, limiter=limiter, retry=retry)
         if not (isinstance(user_id, str) and user_id and "/" not in user_id):
             raise ConfigurationError("Gmail provider: user_id must be 'me' or an email address")
-        if sender is not None:
-            try:
-                self.default_sender = Address.parse(sender)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"Gmail provider: sender= is not an address: {exc}"
-                ) from exc
+        self.default_sender = sender_address(sender, provider="Gmail")
         self.auth = auth
         self.user_id = user_id
         self.create_labels = bool(create_labels)
@@ -123,10 +117,6 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
         self._get = self._headers()
         self._label_names: dict[str, str] | None = None
         self._label_lock = anyio.Lock()
-
-    def spec(self) -> dict[str, Any]:
-        """Settings to rebuild this provider with (a credentials file path, never a secret)."""
-        return {k: v for k, v in self._spec.items() if v is not None}
 
     def __repr__(self) -> str:
         return f"GmailProvider(user_id={self.user_id!r})"
@@ -167,15 +157,8 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
         response, attempts, duration = await self._request(
             method, request, cost=GMAIL_COSTS[method], idempotent=idempotent, timeout=timeout
         )
-        try:
-            answer = msgspec.json.decode(response.content) if response.content else {}
-        except msgspec.DecodeError as exc:
-            raise ProviderError(
-                f"Gmail answered {method} with something that is not JSON",
-                provider=self.name,
-                status=response.status_code,
-            ) from exc
-        return (answer if isinstance(answer, dict) else {}), attempts, duration
+        answer = json_object(response, provider=self.name, service=f"Gmail's {method}")
+        return answer, attempts, duration
 
     async def _api(
         self,
@@ -339,8 +322,9 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
                 if need is not None and len(found) >= need:
                     break
         found.reverse()
-        if isinstance(query, EmailQuery):
-            return query.sort_and_limit(found)  # type: ignore[type-var]
+        if isinstance(query, EmailQuery):  # its own sort and limit, after the client filter
+            views = query.sort_and_limit([GmailView(m) for m in found])
+            return [view.message for view in views]
         return found
 
     def _listing(self, plan: _Plan, include_spam_trash: bool) -> dict[str, Any]:

@@ -305,6 +305,11 @@ class GmailActions:
             return
         await self._modify_one(message.id, plus, minus, timeout)
 
+    async def mark_answered(
+        self, message: ReceivedMessage, /, *, timeout: float | None = None
+    ) -> None:
+        """Nothing: Gmail keeps no answered mark (the reply shows in the message's thread)."""
+
     async def transfer(
         self, message: ReceivedMessage, folder: str, /, *, move: bool, timeout: float | None = None
     ) -> ReceivedMessage | None:

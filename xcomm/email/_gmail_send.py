@@ -12,10 +12,8 @@ import base64
 import uuid
 
 from xcomm._http import encode_json
-from xcomm._models import Address
-from xcomm._validation import ascii_email
 
-__all__ = ["GMAIL_MAX_MESSAGE_SIZE", "GMAIL_UPLOAD_THRESHOLD", "send_request", "with_bcc"]
+__all__ = ["GMAIL_MAX_MESSAGE_SIZE", "GMAIL_UPLOAD_THRESHOLD", "send_request"]
 
 API = "https://gmail.googleapis.com/gmail/v1/users"
 UPLOAD = "https://gmail.googleapis.com/upload/gmail/v1/users"
@@ -27,13 +25,6 @@ GMAIL_UPLOAD_THRESHOLD = 5 * 1024 * 1024
 
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def with_bcc(raw: bytes, bcc: tuple[Address, ...]) -> bytes:
-    """`raw` with a Bcc header first (pure): Gmail takes blind copies from it, then drops it."""
-    if not bcc:
-        return raw
-    return b"Bcc: " + ", ".join(ascii_email(a) for a in bcc).encode("ascii") + b"\r\n" + raw
 
 
 def send_request(

@@ -39,7 +39,7 @@ from xcomm.email._imap_fetch import (
 from xcomm.email._imap_parse import encode_folder, join_lines, parse_list
 from xcomm.email._imap_plan import check_folder, plan_search
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
-from xcomm.email._message import Folder, ReceivedMessage
+from xcomm.email._message import Folder, MessageView, ReceivedMessage
 from xcomm.email._pool import ConnectionPool, PoolStatistics
 from xcomm.email._query import EmailQuery
 from xcomm.email._smtp import plaintext_auth_allowed
@@ -333,7 +333,8 @@ class IMAPProvider(IMAPActions, MailboxProvider):
         """
         found = [m async for m in self._iter(query, folder, None, limit, timeout, bodies)]
         if isinstance(query, EmailQuery):  # its own sort and limit, after the client filter
-            return query.sort_and_limit(found)  # type: ignore[type-var]
+            views = query.sort_and_limit([MessageView(m) for m in found])
+            return [view.message for view in views]
         return found
 
     def iter_search(

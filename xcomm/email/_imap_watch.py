@@ -29,6 +29,8 @@ backoff (`backoff * 2**n`, at most `max_backoff`, jittered) reset once a connect
 survived a full wait. `AuthenticationError`, `ConfigurationError` and other refusals (an
 unknown folder) are raised. Closing the generator (`aclose()`, leaving an
 `async with contextlib.aclosing(...)` block, cancelling the task) LOGs OUT the connection.
+Closing the provider (or its `CommManager`) ends a watch at once, even in the middle of an
+IDLE or a backoff: the consumer's `async for` raises `LifecycleError`.
 """
 
 from __future__ import annotations
@@ -289,7 +291,8 @@ async def _watch(
                             yield message
                     watcher.last = max(watcher.last or 0, chunk[-1])
                 if not new:
-                    await watcher.wait()
+                    with provider._until_closed():
+                        await watcher.wait()
                     failures = 0
             except CommunicationError as exc:
                 if not _reconnectable(exc):
@@ -307,6 +310,7 @@ async def _watch(
                     delay,
                     failures,
                 )
-                await clock.sleep(delay)
+                with provider._until_closed():
+                    await clock.sleep(delay)
     finally:
         await watcher.aclose()

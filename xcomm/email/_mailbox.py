@@ -223,6 +223,13 @@ class MailboxProvider(Provider):
         await call(message.uid, add=add, remove=remove, folder=message.folder,
                    uid_validity=message.uid_validity, timeout=timeout)  # fmt: skip
 
+    async def mark_answered(
+        self, message: ReceivedMessage, /, *, timeout: float | None = None
+    ) -> None:
+        """Record that `message` was answered (IMAP: the `\\Answered` flag), after a reply
+        to it was sent. Providers without such a mark do nothing."""
+        await self.change_flags(message, add=["\\Answered"], timeout=timeout)
+
     async def transfer(
         self, message: ReceivedMessage, folder: str, /, *, move: bool, timeout: float | None = None
     ) -> ReceivedMessage | None:

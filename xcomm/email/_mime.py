@@ -40,7 +40,7 @@ from xcomm._validation import (
     safe_attachment_filename,
 )
 
-__all__ = ["format_date", "new_message_id", "render_message"]
+__all__ = ["format_date", "new_message_id", "render_message", "with_bcc"]
 
 _MAX_LINE = 78  # RFC 5322 "SHOULD" limit for header lines
 _MAX_WORD = 75  # RFC 2047 limit for one encoded-word
@@ -469,3 +469,11 @@ def render_message(message: EmailMessage, *, utf8: bool = False) -> bytes:
     out = ["\r\n".join(lines).encode("utf-8" if utf8 else "ascii") + b"\r\n"]
     _write(body, out, seven)
     return b"".join(out)
+
+
+def with_bcc(raw: bytes, bcc: tuple[Address, ...]) -> bytes:
+    """`raw` with a Bcc header first, for APIs that take the envelope from the headers of a
+    MIME message and drop Bcc before delivery (Gmail, Graph's MIME form)."""
+    if not bcc:
+        return raw
+    return b"Bcc: " + ", ".join(ascii_email(a) for a in bcc).encode("ascii") + b"\r\n" + raw

@@ -17,6 +17,7 @@ import msgspec
 from xcomm._errors import ValidationError
 from xcomm.email import _query_ast as ast
 from xcomm.email._query_explain import SortOrder, imap_split, plan
+from xcomm.email._query_expr import parse_expression, render_expression
 from xcomm.email._query_gmail import gmail_leaf, render_gmail
 from xcomm.email._query_imap import ImapSearch, imap_search
 from xcomm.email._query_match import QueryableMessage, evaluate
@@ -116,6 +117,37 @@ class EmailQuery:
     def max_results(self) -> int | None:
         """The limit set by `limit()`, or None."""
         return self._limit
+
+    @classmethod
+    def parse(cls, text: str, /, *, today: date | None = None) -> EmailQuery:
+        """A query from a Gmail-like expression (see `docs/querying.md`).
+
+        ```python
+        q = EmailQuery.parse('from:billing@example.com subject:"your invoice" is:unread')
+        q == EmailQuery().from_sender("billing@example.com").subject_contains(
+            "your invoice").is_unread()                                   # True
+        EmailQuery.parse("(from:ada OR from:bob) -label:Done larger:1M since:2024-01-01")
+        ```
+
+        `today` (default: today's UTC date) is the day `newer_than:7d` and `older_than:1y`
+        count back from.
+
+        Raises:
+            QuerySyntaxError: a `ValidationError` whose message names the column and what
+                was expected (`unknown field 'frm' at column 1; did you mean 'from'?`).
+        """
+        day = today if today is not None else datetime.now(UTC).date()
+        return cls._make(parse_expression(text, today=day))
+
+    def to_expression(self) -> str:
+        """The expression `EmailQuery.parse()` reads back as this condition (sort and limit
+        are not included): `EmailQuery().from_sender("bob").is_unread()` gives
+        `'from:bob is:unread'`.
+
+        Raises:
+            ValidationError: a header name containing `=`, which `header:` cannot write.
+        """
+        return render_expression(self._where)
 
     def to_json(self) -> bytes:
         """The condition tree as JSON (sort and limit are not included)."""

@@ -10,11 +10,14 @@ then sends: `await (await message.reply(smtp, "Thanks")).send()`.
   `Re: <subject>` unless it already starts with `Re:`. `In-Reply-To` is the original
   Message-ID; `References` is the original References (or In-Reply-To) plus it (RFC 5322
   §3.6.4). The text body ends with "On <date>, <name> wrote:" and the original text, each
-  line quoted with "> ".
-- Thread: sent through the mailbox the message came from (Gmail), the answer carries its
-  `thread_id`, so Gmail files it in the same conversation.
-- Forward: Subject `Fwd: <subject>`, the original's headers in a "Forwarded message" block
-  above its text, and its attachments attached again (fetched now) under safe names.
+  line quoted with "> ". Once the reply is sent (not when only scheduled), the original is
+  marked answered (IMAP `\\Answered`); a failure to mark it is logged, not raised.
+- Thread: sent through the mailbox the message came from (Gmail), the answer (a reply or a
+  forward) carries its `thread_id`, so Gmail files it in the same conversation.
+- Forward: Subject `Fwd: <subject>`, `References` as a reply would have (it stays in the
+  thread; no `In-Reply-To`: it answers no one), the original's headers in a "Forwarded
+  message" block above its text, and its attachments attached again (fetched now) under
+  safe names.
 
 With `html=`, the HTML body gets the same quote or block, as escaped text: the sender's HTML
 is never pasted into the new message.
@@ -23,13 +26,14 @@ is never pasted into the new message.
 from __future__ import annotations
 
 import html as html_lib
+import logging
 import re
 from collections.abc import Iterable
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
-from xcomm._errors import ValidationError
-from xcomm._models import Address
+from xcomm._errors import CommunicationError, ValidationError
+from xcomm._models import Address, SendResult
 from xcomm._validation import check_content_type
 from xcomm.email._compose import AddressLike, _check_address
 from xcomm.email._mime import format_date
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
     from xcomm.email._base import EmailProvider
     from xcomm.email._compose import EmailDraft
     from xcomm.email._message import ReceivedMessage
+
+logger = logging.getLogger("xcomm.email")
 
 __all__ = ["forward_draft", "quote", "reply_draft", "reply_subject", "thread_headers"]
 
@@ -221,7 +227,18 @@ async def reply_draft(
     if html is not None:
         extra = f"<div>{html_lib.escape(cite)}</div>" + _HTML_QUOTE.format(html_lib.escape(text))
         draft.html_body(html + extra if include_quote else html)
-    return draft
+
+    async def answered(_: SendResult) -> None:
+        mailbox = message.mailbox
+        if mailbox is None:
+            return
+        try:
+            await mailbox.mark_answered(message, timeout=timeout)
+        except CommunicationError as exc:  # the reply went out: say so, do not fail the send
+            logger.warning("reply sent, but marking message %s answered failed: %s",
+                           message.id, exc)  # fmt: skip
+
+    return draft.on_sent(answered)
 
 
 def forward_block(message: ReceivedMessage, text: str) -> str:
@@ -251,6 +268,9 @@ async def forward_draft(
 ) -> EmailDraft:
     """A draft forwarding `message` to `to` through `via`, its attachments included."""
     draft = via.compose().to(to).subject(forward_subject(message.subject))
+    for name, value in thread_headers(message):
+        if name == "References":  # the forward belongs to the thread, but answers no one
+            draft.header(name, value)
     draft.thread(same_thread(message, via))
     block = forward_block(message, await original_text(message, timeout))
     draft.body(_with_quote(body, block))

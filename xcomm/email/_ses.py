@@ -28,7 +28,7 @@ from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
 from xcomm._validation import ascii_email
-from xcomm.email._base import EmailProvider
+from xcomm.email._base import EmailProvider, sender_address
 from xcomm.email._mime import render_message
 from xcomm.email._ses_errors import translate
 
@@ -173,11 +173,7 @@ class SESProvider(EmailProvider):
         for key, value in (tags or {}).items():
             if not (isinstance(key, str) and isinstance(value, str) and key and value):
                 raise ConfigurationError("SES provider: tags must map non-empty str to str")
-        if sender is not None:
-            try:
-                self.default_sender = Address.parse(sender)
-            except ValidationError as exc:
-                raise ConfigurationError(f"SES provider: sender= is not an address: {exc}") from exc
+        self.default_sender = sender_address(sender, provider="SES")
         self.region = region
         self.configuration_set = configuration_set
         self.tags = dict(tags or {})
@@ -201,10 +197,6 @@ class SESProvider(EmailProvider):
             # Keys given in code are not written down: a worker finds this provider only if
             # its process creates the same one (or uses the AWS credential chain).
             self._spec["custom"] = True
-
-    def spec(self) -> dict[str, Any]:
-        """Settings to rebuild this provider with (never credentials: see `EmailProvider.spec`)."""
-        return {k: v for k, v in self._spec.items() if v is not None}
 
     def __repr__(self) -> str:
         return f"SESProvider(region={self.region!r})"

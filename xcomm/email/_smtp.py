@@ -296,10 +296,6 @@ class SMTPProvider(EmailProvider):
             # creates the same one (`comm.smtp(...)` with these settings).
             self._spec["custom"] = True
 
-    def spec(self) -> dict[str, Any]:
-        """Settings to rebuild this provider with (no password: see `EmailProvider.spec`)."""
-        return {k: v for k, v in self._spec.items() if v is not None}
-
     def __repr__(self) -> str:
         user = f", username={self.username!r}" if self.username else ""
         return f"SMTPProvider(host={self.host!r}, port={self.port}{user}, tls={self._tls!r})"
