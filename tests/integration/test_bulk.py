@@ -274,7 +274,10 @@ async def test_leaving_a_started_campaign_early_cancels_it_and_loses_nobody(
             template=TEMPLATE, recipients=people(60), campaign_id="p2"
         )
     assert again.sent + again.skipped == 60
-    assert sorted(subjects(server)) == sorted(f"Hello User {i}" for i in range(60))
+    delivered = subjects(server)
+    assert set(delivered) == {f"Hello User {i}" for i in range(60)}  # nobody lost
+    # at-least-once: only a send in flight at the cancel (2 at most) can go out twice
+    assert len(delivered) - 60 <= 2
 
 
 async def test_a_bug_in_a_started_campaign_is_raised_as_itself(
