@@ -23,12 +23,14 @@ transport (`CommManager(transport=httpx.MockTransport(...))`, respx) as before.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import functools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -344,12 +346,14 @@ class HttpProvider(Provider):
         idempotent: bool = False,
         timeout: float | None = None,
         authenticate: bool = True,
+        slots: int = 1,
     ) -> tuple[httpx.Response, int, float]:
         """Send `request` through the pipeline; returns (response, attempts, duration).
 
         `authenticate=False` sends it without `auth` (no Authorization header, no refresh after
         a 401): for pre-authenticated URLs such as an upload session's, which must not see the
-        provider's token.
+        provider's token. `slots` is how many places of the `_concurrency` bound the round
+        trip holds (a batch the server runs as several requests at once), at most all of them.
         """
         effective = self._timeout or self._context.timeout
         if timeout is not None:
@@ -370,7 +374,10 @@ class HttpProvider(Provider):
                 )
             if self._concurrency is None:
                 return await self._round_trip(request)
-            async with self._concurrency:
+            if slots <= 1:
+                async with self._concurrency:
+                    return await self._round_trip(request)
+            async with hold(self._concurrency, slots):
                 return await self._round_trip(request)
 
         async def attempt(number: int) -> httpx.Response:
@@ -452,6 +459,33 @@ class HttpProvider(Provider):
             request.headers["Content-Length"] = str(len(content))
         request.read()  # `request.content` is available, as for any built request
         return request
+
+
+_multi_locks: weakref.WeakKeyDictionary[anyio.CapacityLimiter, anyio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def hold(bound: anyio.CapacityLimiter, slots: int) -> AsyncIterator[None]:
+    """Hold `slots` places of `bound` (at most all of them) for the block.
+
+    Takers of several places queue on one lock per bound, so two of them never wait on each
+    other's half-taken places; single-place takers are not held up by it.
+    """
+    count = max(1, min(slots, int(bound.total_tokens)))
+    lock = _multi_locks.setdefault(bound, anyio.Lock())
+    borrowers = [object() for _ in range(count)]
+    taken: list[object] = []
+    try:
+        async with lock:
+            for borrower in borrowers:
+                await bound.acquire_on_behalf_of(borrower)
+                taken.append(borrower)
+        yield
+    finally:
+        for borrower in taken:
+            bound.release_on_behalf_of(borrower)
 
 
 def merge_headers(*parts: Mapping[str, str] | None) -> dict[str, str]:
