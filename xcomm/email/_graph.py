@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
-from typing import Any
-from urllib.parse import quote
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -33,7 +34,17 @@ from xcomm._models import Address, Attachment, EmailMessage, SendResult
 from xcomm._provider import ProviderContext
 from xcomm._retry import Limiter
 from xcomm.email._base import EmailProvider, sender_address
+from xcomm.email._graph_actions import GraphActions
+from xcomm.email._graph_batch import (
+    API_ROOT,
+    SubRequest,
+    query_string,
+    raise_failures,
+    run_batch,
+    segment,
+)
 from xcomm.email._graph_errors import classify, unknown_mailbox
+from xcomm.email._graph_mailbox import GraphMailbox
 from xcomm.email._graph_payload import (
     GRAPH_MAX_MESSAGE_SIZE,
     GRAPH_MAX_RECIPIENTS,
@@ -45,20 +56,25 @@ from xcomm.email._graph_payload import (
     plan_send,
     upload_ranges,
 )
+from xcomm.email._mailbox import MailboxProvider, SearchQuery
+from xcomm.email._message import ReceivedMessage
 
 __all__ = ["GRAPH_API", "GraphProvider"]
 
+if TYPE_CHECKING:
+    from xcomm.email._watch_state import CheckpointStore
+
 logger = logging.getLogger("xcomm.outlook")
 
-GRAPH_API = "https://graph.microsoft.com/v1.0"
+GRAPH_API = API_ROOT
 #: Seconds a failed large send may spend deleting its draft (even when cancelled).
 DISCARD_TIMEOUT = 10.0
 #: Calls on the mailbox itself: a 404 there means Graph knows no such mailbox.
 _MAILBOX_CALLS = frozenset({"sendMail", "messages.create"})
 
 
-class GraphProvider(HttpProvider, EmailProvider):
-    """Send email from an Outlook / Exchange Online mailbox with Microsoft Graph.
+class GraphProvider(GraphActions, GraphMailbox, HttpProvider, EmailProvider, MailboxProvider):
+    """Send, search and act on an Outlook / Exchange Online mailbox with Microsoft Graph.
 
     Example:
         ```python
@@ -73,12 +89,18 @@ class GraphProvider(HttpProvider, EmailProvider):
             )
             result = await outlook.compose().to("ada@example.org").subject("Hi").body("Yo").send()
             print(result.message_id)   # the Internet Message-ID recipients see
+            for m in await outlook.search(EmailQuery().is_unread().limit(10), folder="inbox"):
+                print(m.id, m.thread_id, m.subject, m.preview, m.labels)
+                await m.add_label("Boss")            # an Outlook category
+                m = await m.mark_as_read()
         ```
 
-    Messages go as one `sendMail` request (JSON, or MIME when they carry headers JSON
-    cannot), or, over Graph's 4 MB request limit, as a draft filled through upload sessions
-    (see `xcomm/email/_graph_payload.py` and `docs/providers/outlook.md`). Errors are mapped
-    as in `xcomm/email/_graph_errors.py`.
+    Reading, actions, `batch_mode()` (`$batch`) and `watch()` (delta queries) are in
+    `_graph_mailbox.py`, `_graph_actions.py` and `_graph_watch.py`. Messages go as one
+    `sendMail` request (JSON, or MIME when they carry headers JSON cannot), or, over Graph's
+    4 MB request limit, as a draft filled through upload sessions (see
+    `xcomm/email/_graph_payload.py` and `docs/providers/outlook.md`). Errors are mapped as
+    in `xcomm/email/_graph_errors.py`.
     """
 
     name = "outlook"
@@ -111,16 +133,101 @@ class GraphProvider(HttpProvider, EmailProvider):
         self.save_to_sent_items = bool(save_to_sent_items)
         self._timeout = None if timeout is None else Timeout.coerce(timeout)
         self._spec = dict(spec or {})
-        self._base = f"{GRAPH_API}/me" if mailbox is None else f"{GRAPH_API}/users/{_seg(mailbox)}"
+        self._base = (
+            f"{GRAPH_API}/me" if mailbox is None else f"{GRAPH_API}/users/{segment(mailbox)}"
+        )
         self._json = self._headers({"Content-Type": "application/json"})
         self._mime = self._headers({"Content-Type": "text/plain"})
         self._plain = self._headers()
+        self._folder: str | None = None
+        self._folder_ids: dict[str, str] = {}
+        self._folder_lock = anyio.Lock()
 
     def __repr__(self) -> str:
         return f"GraphProvider(mailbox={self.mailbox or 'me'!r})"
 
+    @property
+    def username(self) -> str | None:
+        """The mailbox's address when known: replies to all leave it out."""
+        if self.mailbox is not None and "@" in self.mailbox:
+            return self.mailbox
+        return self.default_sender.email if self.default_sender is not None else None
+
+    def watch(
+        self,
+        query: str | SearchQuery | None = None,
+        *,
+        folder: str | None = None,
+        idle_timeout: float = 29 * 60,
+        poll_interval: float = 30.0,
+        since_uid: int | None = None,
+        include_existing: bool = False,
+        use_idle: bool = True,
+        delta_link: str | None = None,
+        state: str | os.PathLike[str] | CheckpointStore | None = None,
+    ) -> AsyncGenerator[ReceivedMessage, None]:
+        """New messages in `folder` (default `"inbox"`) matching `query` when given, each
+        once, as they arrive: a Graph delta query polled every `poll_interval` seconds.
+        See `_graph_watch.py` and `docs/providers/outlook.md`.
+
+        Starts from `delta_link`, else the checkpoint saved in `state` (a file path, or an
+        object with async `load()`/`save()`), else the folder as it is now; with `state`,
+        where it got to is saved after each message, so a restart goes on from there. An
+        expired deltaLink is recovered from by a new round that yields the mail received
+        since the last message seen. `include_existing=True` yields the folder's matching
+        messages first. Close it with `contextlib.aclosing()`. Graph has no push here and
+        no UIDs: `idle_timeout` and `use_idle` are ignored and `since_uid` is refused.
+        """
+        from xcomm.email._graph_watch import start_watch
+
+        if since_uid is not None:
+            raise ValidationError("Outlook has no UIDs: resume a watch with delta_link= or state=")
+        return start_watch(self, query, folder=folder or "inbox", poll_interval=poll_interval,
+                           include_existing=include_existing, delta_link=delta_link,
+                           state=state)  # fmt: skip
+
     def _classify(self, response: httpx.Response, *, idempotent: bool) -> ProviderError | None:
         return classify(response, idempotent=idempotent)
+
+    async def _exchange(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        prefer: str | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+        cost: float = 1.0,
+        slots: int = 1,
+    ) -> tuple[httpx.Response, int, float]:
+        """One Graph call through the pipeline: (response, attempts, duration).
+
+        A 404 on the mailbox itself becomes a `ConfigurationError` naming the mailbox.
+        """
+        headers = {
+            "application/json": self._json,
+            "text/plain": self._mime,
+            None: self._plain,
+        }[content_type]
+        if prefer is not None:
+            headers = self._headers(headers, {"Prefer": prefer})
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{query_string(params)}"
+        request = self._build_request(method, httpx.URL(url), headers, body)
+        try:
+            return await self._request(
+                operation, request, idempotent=idempotent, timeout=timeout, cost=cost,
+                slots=slots,
+            )  # fmt: skip
+        except ProviderError as exc:
+            wrong = unknown_mailbox(exc, self.mailbox) if operation in _MAILBOX_CALLS else None
+            if wrong is not None:
+                raise wrong from exc
+            raise
 
     async def _api(
         self,
@@ -130,29 +237,63 @@ class GraphProvider(HttpProvider, EmailProvider):
         *,
         body: bytes = b"",
         content_type: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        prefer: str | None = None,
         idempotent: bool = False,
         timeout: float | None = None,
+        cost: float = 1.0,
+        slots: int = 1,
     ) -> tuple[dict[str, Any], int, float]:
-        """One Graph call through the pipeline; its JSON answer ({} for an empty one).
-
-        A 404 on the mailbox itself becomes a `ConfigurationError` naming the mailbox.
-        """
-        headers = {
-            "application/json": self._json,
-            "text/plain": self._mime,
-            None: self._plain,
-        }[content_type]
-        request = self._build_request(method, httpx.URL(url), headers, body)
-        try:
-            response, attempts, duration = await self._request(
-                operation, request, idempotent=idempotent, timeout=timeout
-            )
-        except ProviderError as exc:
-            wrong = unknown_mailbox(exc, self.mailbox) if operation in _MAILBOX_CALLS else None
-            if wrong is not None:
-                raise wrong from exc
-            raise
+        """One Graph call (see `_exchange`); its JSON answer ({} for an empty one)."""
+        response, attempts, duration = await self._exchange(
+            operation, method, url, body=body, content_type=content_type, params=params,
+            prefer=prefer, idempotent=idempotent, timeout=timeout, cost=cost, slots=slots,
+        )  # fmt: skip
         return json_object(response, provider=self.name, service="Graph"), attempts, duration
+
+    async def _raw(self, operation: str, url: str, *, timeout: float | None = None) -> bytes:
+        """A GET's body as bytes (an attachment's `$value`)."""
+        response, _, _ = await self._exchange(operation, "GET", url, idempotent=True,
+                                              timeout=timeout)  # fmt: skip
+        return response.content
+
+    def _message_url(self, message_id: str) -> str:
+        if (
+            not isinstance(message_id, str)
+            or not message_id
+            or any(c in message_id for c in "\r\n\x00")
+        ):
+            raise ValidationError(f"{message_id!r} is not a Graph message id")
+        return f"{self._base}/messages/{segment(message_id)}"
+
+    def _next_url(self, answer: Mapping[str, Any], key: str) -> str | None:
+        """`@odata.nextLink` / `@odata.deltaLink` of an answer; only ever a Graph URL (the
+        bearer token goes nowhere else)."""
+        link = answer.get(key)
+        if link is None:
+            return None
+        if not isinstance(link, str) or not link.startswith(f"{GRAPH_API}/"):
+            raise ProviderError(f"Graph answered a {key} that is not a Graph URL",
+                                provider=self.name)  # fmt: skip
+        return link
+
+    def _bound(self, message: ReceivedMessage) -> ReceivedMessage:
+        return message.bind(self)
+
+    async def _run_batch(
+        self,
+        operation: str,
+        requests: Sequence[SubRequest],
+        *,
+        timeout: float | None = None,
+        strict: bool = True,
+    ) -> list[Any]:
+        """Send `requests` through `$batch` (`_graph_batch.py`): each one's JSON answer, or
+        its error; with `strict`, the first error is raised once all were sent."""
+        results = await run_batch(self, operation, requests, timeout=timeout)
+        if strict:
+            raise_failures(operation, requests, results)
+        return results
 
     async def send(self, message: EmailMessage, /, *, timeout: float | None = None) -> SendResult:
         """Send `message` from the mailbox.
@@ -230,7 +371,7 @@ class GraphProvider(HttpProvider, EmailProvider):
             raise ProviderError(
                 "Graph created the draft but its answer has no id", provider=self.name
             )
-        url = f"{self._base}/messages/{_seg(draft_id)}"
+        url = f"{self._base}/messages/{segment(draft_id)}"
         try:
             for attachment in plan.attach:
                 await self._api(
@@ -307,8 +448,3 @@ def check_mailbox(mailbox: str | None) -> None:
             f"mailbox must be a user principal name or id such as 'reports@contoso.com', "
             f"not {mailbox!r}"
         )
-
-
-def _seg(value: str) -> str:
-    """`value` as one URL path segment (Graph ids may hold '/', '+' and '=')."""
-    return quote(value, safe="@=-_.")
