@@ -75,6 +75,18 @@ SCHEMAS: dict[str, dict[str, Type]] = {
         "name": str,
         "size": int,
     },
+    "followupFlag": {"flagStatus": ("enum", {"notFlagged", "complete", "flagged"})},
+    # PATCH /messages/{id}: the properties Update message lists as writable that xcomm sets.
+    "messageUpdate": {
+        "isRead": bool,
+        "flag": "followupFlag",
+        "importance": ("enum", {"low", "normal", "high"}),
+        "categories": ("list", str),
+    },
+    "moveOrCopy": {"destinationId": str},
+    "mailFolderCreate": {"displayName": str},
+    "createReply": {"comment": str, "message": "message"},
+    "createForward": {"comment": str, "toRecipients": ("list", "recipient")},
     "sendMail": {"message": "message", "saveToSentItems": bool},
     "createUploadSession": {"AttachmentItem": "attachmentItem"},
 }
@@ -83,6 +95,8 @@ REQUIRED = {
     "fileAttachment": {"@odata.type", "name", "contentBytes"},
     "attachmentItem": {"attachmentType", "name", "size"},
     "createUploadSession": {"AttachmentItem"},
+    "moveOrCopy": {"destinationId"},
+    "mailFolderCreate": {"displayName"},
     "emailAddress": {"address"},
     "itemBody": {"contentType", "content"},
     "internetMessageHeader": {"name", "value"},
@@ -107,7 +121,114 @@ ROUTES: list[tuple[str, re.Pattern[str], str | None, str]] = [
     ),
     ("POST", re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}/send$"), None, "message.send"),
     ("DELETE", re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}$"), None, "message.delete"),
+    ("GET", re.compile(f"^{API}/{_MAILBOX}/messages$"), None, "user.messages.list"),
+    (
+        "GET",
+        re.compile(f"^{API}/{_MAILBOX}/mailFolders/{_ID}/messages$"),
+        None,
+        "mailFolder.messages.list",
+    ),
+    (
+        "GET",
+        re.compile(f"^{API}/{_MAILBOX}/mail[Ff]olders(?:/{_ID}|\\('[^/']+'\\))/messages/delta$"),
+        None,
+        "message.delta",
+    ),
+    ("GET", re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}$"), None, "message.get"),
+    ("PATCH", re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}$"), "messageUpdate", "message.update"),
+    (
+        "POST",
+        re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}/(?:move|copy)$"),
+        "moveOrCopy",
+        "message.move",
+    ),
+    (
+        "POST",
+        re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}/permanentDelete$"),
+        None,
+        "message.permanentDelete",
+    ),
+    (
+        "POST",
+        re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}/createReply(?:All)?$"),
+        "createReply",
+        "message.createReply",
+    ),
+    (
+        "POST",
+        re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}/createForward$"),
+        "createForward",
+        "message.createForward",
+    ),
+    (
+        "GET",
+        re.compile(f"^{API}/{_MAILBOX}/messages/{_ID}/attachments$"),
+        None,
+        "message.attachments.list",
+    ),
+    (
+        "GET",
+        re.compile(rf"^{API}/{_MAILBOX}/messages/{_ID}/attachments/{_ID}/\$value$"),
+        None,
+        "attachment.value",
+    ),
+    ("GET", re.compile(f"^{API}/{_MAILBOX}/mailFolders$"), None, "user.mailFolders.list"),
+    ("GET", re.compile(f"^{API}/{_MAILBOX}/mailFolders/{_ID}$"), None, "mailFolder.get"),
+    (
+        "GET",
+        re.compile(f"^{API}/{_MAILBOX}/mailFolders/{_ID}/childFolders$"),
+        None,
+        "mailFolder.childFolders.list",
+    ),
+    (
+        "POST",
+        re.compile(f"^{API}/{_MAILBOX}/mailFolders$"),
+        "mailFolderCreate",
+        "user.mailFolders.create",
+    ),
+    (
+        "POST",
+        re.compile(f"^{API}/{_MAILBOX}/mailFolders/{_ID}/childFolders$"),
+        "mailFolderCreate",
+        "mailFolder.childFolders.create",
+    ),
 ]
+#: Every property of the message resource (v1.0), what `$select` may name.
+MESSAGE_PROPERTIES = {
+    "bccRecipients",
+    "body",
+    "bodyPreview",
+    "categories",
+    "ccRecipients",
+    "changeKey",
+    "conversationId",
+    "conversationIndex",
+    "createdDateTime",
+    "flag",
+    "from",
+    "hasAttachments",
+    "id",
+    "importance",
+    "inferenceClassification",
+    "internetMessageHeaders",
+    "internetMessageId",
+    "isDeliveryReceiptRequested",
+    "isDraft",
+    "isRead",
+    "isReadReceiptRequested",
+    "lastModifiedDateTime",
+    "parentFolderId",
+    "receivedDateTime",
+    "replyTo",
+    "sender",
+    "sentDateTime",
+    "subject",
+    "toRecipients",
+    "uniqueBody",
+    "webLink",
+}
+ATTACHMENT_PROPERTIES = {"contentType", "id", "isInline", "lastModifiedDateTime", "name", "size"}
+_QUERY_OPTIONS = {"$select", "$filter", "$search", "$orderby", "$top", "$expand", "changeType"}
 
 
 def _check(value: Any, kind: Type, where: str) -> None:
@@ -154,10 +275,13 @@ def validate(request: httpx.Request) -> str:
         assert re.fullmatch(r"bytes \d+-\d+/\d+", request.headers["content-range"])
         assert int(request.headers["content-length"]) == len(request.content)
         return "uploadSession.put"
+    if url == f"{API}/$batch":
+        return _validate_batch(request)
     found = [r for r in ROUTES if r[0] == request.method and r[1].match(url)]
     assert found, f"no Graph mail operation is {request.method} {url}"
     _, _, schema, name = found[0]
     assert request.headers.get("authorization", "").startswith("Bearer "), "no bearer token"
+    _check_query(request, name)
     if schema is None:
         assert not request.content, f"{name} takes no body"
         return name
@@ -168,6 +292,69 @@ def validate(request: httpx.Request) -> str:
     assert request.headers["content-type"] == "application/json"
     _check_object(json.loads(request.content), schema, name)
     return name
+
+
+def _check_query(request: httpx.Request, name: str) -> None:
+    """Query options: known ones, a `$select` of message properties, `$` kept literal."""
+    raw = request.url.query.decode("ascii")
+    assert "%24" not in raw.split("$skiptoken")[0], f"{name}: OData options keep their '$'"
+    params = request.url.params
+    for key in params:
+        assert key in _QUERY_OPTIONS or key.startswith("$"), f"{name}: unknown option {key}"
+    if "$search" in params:
+        assert "$filter" not in params and "$orderby" not in params, (
+            f"{name}: $search cannot be combined with $filter or $orderby"
+        )
+        assert params["$search"].startswith('"') and params["$search"].endswith('"')
+    select = params.get("$select")
+    if select and "attachments" in name:
+        unknown = set(select.split(",")) - ATTACHMENT_PROPERTIES
+        assert not unknown, f"{name}: attachment has no property {sorted(unknown)}"
+    elif select and "mailFolder" not in name and "mailFolders" not in name:
+        unknown = set(select.split(",")) - MESSAGE_PROPERTIES
+        assert not unknown, f"{name}: message has no property {sorted(unknown)}"
+    expand = params.get("$expand")
+    if expand:
+        items = re.findall(r"[A-Za-z]+\([^()]*\)", expand)
+        assert ",".join(items) == expand, f"{name}: unexpected $expand {expand!r}"
+        for item in items:
+            match = re.fullmatch(r"attachments\(\$select=([^)]*)\)", item)
+            if match:
+                unknown = set(match.group(1).split(",")) - ATTACHMENT_PROPERTIES
+                assert not unknown, f"{name}: attachment has no property {sorted(unknown)}"
+                continue
+            assert re.fullmatch(
+                r"singleValueExtendedProperties\(\$filter=id eq 'Integer 0x[0-9A-F]{4}'\)",
+                item,
+            ), f"{name}: unexpected $expand item {item!r}"
+    top = params.get("$top")
+    if top is not None:
+        assert 1 <= int(top) <= 1000, f"{name}: $top {top} out of range"
+
+
+def _validate_batch(request: httpx.Request) -> str:
+    """A JSON batch: at most 20 requests with unique ids, each valid on its own."""
+    assert request.method == "POST"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers.get("authorization", "").startswith("Bearer "), "no bearer token"
+    body = json.loads(request.content)
+    assert set(body) == {"requests"}, f"$batch: unexpected fields {sorted(body)}"
+    items = body["requests"]
+    assert 1 <= len(items) <= 20, f"$batch holds 1 to 20 requests, not {len(items)}"
+    ids = [item["id"] for item in items]
+    assert len(set(ids)) == len(ids), "$batch request ids must be unique"
+    for item in items:
+        assert set(item) <= {"id", "method", "url", "headers", "body", "dependsOn"}
+        assert isinstance(item["id"], str) and item["url"].startswith("/")
+        headers = {"Authorization": request.headers["authorization"], **item.get("headers", {})}
+        content = b""
+        if "body" in item:
+            assert headers.get("Content-Type") == "application/json", "a body needs its type"
+            content = json.dumps(item["body"]).encode()
+        validate(
+            httpx.Request(item["method"], f"{API}{item['url']}", headers=headers, content=content)
+        )
+    return "$batch"
 
 
 def validate_all(requests: list[httpx.Request]) -> list[str]:

@@ -16,10 +16,12 @@ Graph answers errors as
 | 400 `ErrorInvalidRecipients`, `ErrorMessageSizeExceeded`; 413  | MessageError        | no      |
 | `ErrorQuotaExceeded`, `ErrorMessageSubmissionBlocked`          | MessageError        | no      |
 | 404 on `sendMail` / draft creation: no such mailbox            | ConfigurationError  | no      |
-| 404 `ErrorItemNotFound` on a draft                             | ProviderError       | no      |
+| 404 `ErrorItemNotFound` (a message gone or moved)              | ProviderError       | no      |
+| 410, `syncStateNotFound` on a delta query (see `_graph_watch`) | ProviderError       | no      |
 
-The AuthenticationError for a 403 names the permission to grant (Mail.Send, or Mail.ReadWrite
-for drafts); the ConfigurationError comes from `unknown_mailbox()`, applied by the provider.
+The AuthenticationError for a 403 names the permission to grant (Mail.Send; Mail.Read to
+read; Mail.ReadWrite for drafts and to change messages); the ConfigurationError comes from
+`unknown_mailbox()`, applied by the provider.
 
 Retry-After is honoured everywhere (the pipeline sleeps that long and pauses the limiter). A
 500 or a 504 without Retry-After after a POST is not retried: Exchange may have sent the
@@ -109,11 +111,16 @@ def error_code(response: httpx.Response) -> tuple[str | None, str | None]:
     return error.code, detail
 
 
-def _permission_hint(path: str) -> str:
+def _permission_hint(request: httpx.Request) -> str:
+    path = request.url.path
     if path.endswith("/sendMail"):
         permission = "Mail.Send"
-    else:  # a draft: messages over 4 MB are created, filled and sent as drafts
+    elif request.method == "GET":
+        permission = "Mail.Read (or Mail.ReadWrite)"
+    elif path.endswith("/messages"):  # a draft: messages over 4 MB are sent as drafts
         permission = "Mail.ReadWrite (needed for messages over 4 MB, sent as drafts)"
+    else:
+        permission = "Mail.ReadWrite (needed to change, move and delete messages)"
     return (
         f"grant the app the Microsoft Graph {permission} permission (Application for "
         "app-only access, then 'Grant admin consent'; Delegated for a signed-in user), and "
@@ -140,9 +147,7 @@ def classify(response: httpx.Response, *, idempotent: bool) -> ProviderError | N
     if code in _REFUSED_MESSAGE:
         return MessageError(_REFUSED_MESSAGE[code], **kw)
     if status == 403 and code in _ACCESS_DENIED:
-        return AuthenticationError(
-            f"access denied: {_permission_hint(response.request.url.path)}", **kw
-        )
+        return AuthenticationError(f"access denied: {_permission_hint(response.request)}", **kw)
     if status == 401:
         return AuthenticationError(
             "the access token was refused (expired, revoked, or not for "
@@ -150,7 +155,11 @@ def classify(response: httpx.Response, *, idempotent: bool) -> ProviderError | N
             **kw,
         )
     if status == 404 and code == "ErrorItemNotFound":
-        return ProviderError("the draft message was not found (deleted meanwhile?)", **kw)
+        return ProviderError(
+            "Graph found no such message or attachment: deleted, or moved meanwhile (a "
+            "move gives a message a new id; search again)",
+            **kw,
+        )
     error = map_status(response, provider=PROVIDER, idempotent=idempotent)
     if error is not None and code:
         error.error_code = code

@@ -176,9 +176,19 @@ def _attachments(data: Mapping[str, Any]) -> tuple[AttachmentInfo, ...]:
     return tuple(found)
 
 
+def _tag(property_id: str) -> tuple[str, int] | None:
+    """(type, tag) of a MAPI property id: Graph answers `Integer 0x0E08` as `Integer 0xe08`."""
+    kind, _, number = property_id.strip().partition(" ")
+    try:
+        return kind.lower(), int(number, 16)
+    except ValueError:
+        return None
+
+
 def _size(data: Mapping[str, Any]) -> int:
+    wanted = _tag(SIZE_PROPERTY)
     for prop in data.get("singleValueExtendedProperties") or ():
-        if isinstance(prop, dict) and _text(prop.get("id")).lower() == SIZE_PROPERTY.lower():
+        if isinstance(prop, dict) and _tag(_text(prop.get("id"))) == wanted:
             value = _text(prop.get("value"))
             return int(value) if value.isdigit() else 0
     return 0
