@@ -537,9 +537,14 @@ async def test_batch_mode_sends_twenty_requests_a_call(
     outlook: GraphProvider, router: respx.MockRouter
 ) -> None:
     found = await listed(outlook, router, *(message(f"m{i}") for i in range(25)))
-    route = router.post(BATCH).mock(
-        side_effect=lambda r: httpx.Response(200, json=batch_answer(*map(ok, batch_items(r))))
-    )
+    held: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert outlook._concurrency is not None
+        held.append(int(outlook._concurrency.borrowed_tokens))
+        return httpx.Response(200, json=batch_answer(*map(ok, batch_items(request))))
+
+    route = router.post(BATCH).mock(side_effect=answer)
     async with outlook.batch_mode() as batch:
         for m in found:
             assert await m.mark_as_read()
@@ -548,6 +553,7 @@ async def test_batch_mode_sends_twenty_requests_a_call(
         assert not route.called
     sizes = [len(batch_items(c.request)) for c in route.calls]
     assert sizes == [20, 5]
+    assert held == [4, 4]  # Graph runs up to 4 of a batch at once: the mailbox bound says so
     first = batch_items(route.calls[0].request)[0]
     assert first["method"] == "PATCH" and first["url"] == f"/users/{MAILBOX}/messages/m0"
     assert first["body"] == {"isRead": True, "flag": {"flagStatus": "flagged"}}
