@@ -80,6 +80,7 @@ from xcomm.email._compose import EmailDraft
 from xcomm.email._gmail import GmailProvider
 from xcomm.email._gmail_watch import GmailCheckpoint, GmailWatchState
 from xcomm.email._graph import GraphProvider
+from xcomm.email._graph_watch import GraphCheckpoint
 from xcomm.email._imap import IMAPProvider
 from xcomm.email._mailbox import FolderStatus, MailboxProvider, SearchQuery
 from xcomm.email._message import AttachmentInfo, Folder, ReceivedMessage
@@ -126,6 +127,7 @@ __all__ = [
     "GmailCheckpoint",
     "GmailProvider",
     "GmailWatchState",
+    "GraphCheckpoint",
     "GraphProvider",
     "IMAPProvider",
     "ImapSearch",

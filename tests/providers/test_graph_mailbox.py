@@ -26,6 +26,7 @@ from xcomm import (
     AuthenticationError,
     CommManager,
     EmailQuery,
+    GraphCheckpoint,
     GraphProvider,
     LifecycleError,
     ProviderError,
@@ -34,7 +35,6 @@ from xcomm import (
     SortOrder,
     ValidationError,
 )
-from xcomm.email._graph_watch import GraphCheckpoint
 
 MAILBOX = "reports@contoso.com"
 GRAPH = "https://graph.microsoft.com/v1.0"
