@@ -809,3 +809,32 @@ async def test_folders_list_nested_paths_with_special_use_flags(
     )
     await outlook.create_folder("Inbox/Acme")
     assert json.loads(create.calls.last.request.content) == {"displayName": "Acme"}
+
+
+async def test_a_watch_outlasts_a_transient_failure(
+    outlook: GraphProvider, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    router.get(DELTA).respond(200, json=delta(delta_link=LINK1))
+    busy = httpx.Response(503, json=graph_error("ServiceUnavailable", "Service Unavailable"))
+    poll = router.get(LINK1)
+    poll.side_effect = [
+        busy,
+        busy,
+        busy,
+        httpx.Response(200, json=delta(message("late"), delta_link=LINK2)),
+    ]
+    async with contextlib.aclosing(outlook.watch(poll_interval=0.01)) as feed:
+        got = await anext(feed)
+    assert got.id == "late" and poll.call_count == 4
+    assert "trying again" in caplog.text
+
+
+async def test_a_batch_answer_missing_a_response_is_an_error(
+    outlook: GraphProvider, router: respx.MockRouter
+) -> None:
+    found = await listed(outlook, router, message("m1"), message("m2"))
+    router.post(BATCH).respond(200, json=batch_answer({"id": "1", "status": 204, "headers": {}}))
+    with pytest.raises(ProviderError, match="no response for this request"):
+        async with outlook.batch_mode():
+            for m in found:
+                await m.mark_as_read()
