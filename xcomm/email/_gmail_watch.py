@@ -34,11 +34,9 @@ import logging
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
-import anyio.to_thread
 import msgspec
 
 from xcomm._errors import (
@@ -53,6 +51,7 @@ from xcomm.email._imap_plan import Keep, client_check
 from xcomm.email._mailbox import SearchQuery
 from xcomm.email._message import ReceivedMessage
 from xcomm.email._query import EmailQuery
+from xcomm.email._watch_state import CheckpointStore, checkpoint_store
 
 if TYPE_CHECKING:
     from xcomm.email._gmail import GmailProvider
@@ -110,41 +109,6 @@ class GmailWatchState(Protocol):
         ...
 
 
-class _FileState:
-    """A checkpoint in a JSON file, replaced atomically (a temporary file, then rename)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    async def load(self) -> GmailCheckpoint | None:
-        def read() -> bytes | None:
-            try:
-                return self.path.read_bytes()
-            except FileNotFoundError:
-                return None
-
-        raw = await anyio.to_thread.run_sync(read)
-        if raw is None:
-            return None
-        try:
-            return msgspec.json.decode(raw, type=GmailCheckpoint)
-        except msgspec.DecodeError as exc:
-            raise ValidationError(
-                f"{self.path} is not a Gmail watch checkpoint ({exc}); delete it to watch "
-                "from now on"
-            ) from exc
-
-    async def save(self, checkpoint: GmailCheckpoint, /) -> None:
-        data = msgspec.json.encode(checkpoint)
-
-        def write() -> None:
-            temporary = self.path.with_name(f".{self.path.name}.tmp")
-            temporary.write_bytes(data)
-            os.replace(temporary, self.path)
-
-        await anyio.to_thread.run_sync(write)
-
-
 def start_watch(
     provider: GmailProvider,
     query: str | SearchQuery | None,
@@ -163,15 +127,7 @@ def start_watch(
         raise ValidationError(f"poll_interval must be positive, got {poll_interval!r}")
     if history_id is not None and not (isinstance(history_id, str) and history_id.isdigit()):
         raise ValidationError(f"history_id must be Gmail's history id (digits), got {history_id!r}")
-    store: GmailWatchState | None
-    if state is None or isinstance(state, GmailWatchState):
-        store = state
-    elif isinstance(state, str | os.PathLike):
-        store = _FileState(state)
-    else:
-        raise ValidationError(
-            "state must be a file path or an object with async load() and save(checkpoint)"
-        )
+    store = checkpoint_store(state, GmailCheckpoint, what="Gmail watch")
     watcher = _Watcher(provider, folder, keep, bodies, store, float(poll_interval))
     return watcher.run(history_id, include_existing, query)
 
@@ -212,7 +168,7 @@ class _Watcher:
         folder: str,
         keep: Keep | None,
         bodies: bool,
-        store: GmailWatchState | None,
+        store: CheckpointStore | None,
         poll_interval: float,
     ) -> None:
         self.provider, self.folder, self.keep, self.bodies = provider, folder, keep, bodies
