@@ -1,5 +1,6 @@
-"""Fixtures of the Gmail tests: a signed-in token file, a provider, and the rule that every
-request made to Gmail conforms to its discovery document (checked when each test ends)."""
+"""Fixtures of the Gmail and Outlook tests: signed-in providers, and the rule that every
+request made to Gmail conforms to its discovery document, and every request made to Graph
+to its published shapes (checked when each test ends)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 import respx
 from gmail_discovery import validate
+from graph_schema import validate as validate_graph
+from graph_shapes import TOKEN_OK, TOKEN_URL, app_only
 
-from xcomm import CommManager, GmailProvider
+from xcomm import CommManager, GmailProvider, GraphProvider
 
 
 @pytest.fixture
@@ -44,3 +47,27 @@ def _gmail_requests_conform(router: respx.MockRouter) -> Iterator[None]:
     for call in router.calls:
         if call.request.url.host == "gmail.googleapis.com":
             validate(call.request)
+
+
+@pytest.fixture(autouse=True)
+def _graph_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_CLIENT_SECRET", "Wq8Q~client.secret.value")
+
+
+@pytest.fixture
+def token(router: respx.MockRouter) -> respx.Route:
+    """The Microsoft identity platform's token endpoint, answering client credentials."""
+    return router.post(TOKEN_URL).respond(200, json=TOKEN_OK)
+
+
+@pytest.fixture
+def outlook(comm: CommManager, token: respx.Route) -> GraphProvider:
+    return app_only(comm)
+
+
+@pytest.fixture(autouse=True)
+def _graph_requests_conform(router: respx.MockRouter) -> Iterator[None]:
+    yield
+    for call in router.calls:
+        if call.request.url.host in ("graph.microsoft.com", "outlook.office.com"):
+            validate_graph(call.request)

@@ -227,6 +227,9 @@ MESSAGE_PROPERTIES = {
     "uniqueBody",
     "webLink",
 }
+FOLDER_PROPERTIES = {"childFolderCount", "displayName", "id", "isHidden", "parentFolderId",
+                     "totalItemCount", "unreadItemCount"}  # fmt: skip
+_FOLDER_READS = {"user.mailFolders.list", "mailFolder.get", "mailFolder.childFolders.list"}
 ATTACHMENT_PROPERTIES = {"contentType", "id", "isInline", "lastModifiedDateTime", "name", "size"}
 _QUERY_OPTIONS = {"$select", "$filter", "$search", "$orderby", "$top", "$expand", "changeType"}
 
@@ -310,7 +313,10 @@ def _check_query(request: httpx.Request, name: str) -> None:
     if select and "attachments" in name:
         unknown = set(select.split(",")) - ATTACHMENT_PROPERTIES
         assert not unknown, f"{name}: attachment has no property {sorted(unknown)}"
-    elif select and "mailFolder" not in name and "mailFolders" not in name:
+    elif select and name in _FOLDER_READS:
+        unknown = set(select.split(",")) - FOLDER_PROPERTIES
+        assert not unknown, f"{name}: mailFolder has no property {sorted(unknown)}"
+    elif select:
         unknown = set(select.split(",")) - MESSAGE_PROPERTIES
         assert not unknown, f"{name}: message has no property {sorted(unknown)}"
     expand = params.get("$expand")

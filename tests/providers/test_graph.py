@@ -11,7 +11,6 @@ import base64
 import email
 import email.policy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -19,7 +18,17 @@ import anyio
 import httpx
 import pytest
 import respx
-from graph_schema import validate, validate_all
+from graph_schema import validate_all
+from graph_shapes import (
+    BASE,
+    CLIENT_ID,
+    GRAPH,
+    MAILBOX,
+    TENANT,
+    TOKEN_OK,
+    app_only,
+    graph_error,
+)
 
 from xcomm import (
     Attachment,
@@ -38,12 +47,6 @@ from xcomm import (
 from xcomm._models import Address
 from xcomm.auth import Token, TokenManager
 
-TENANT = "contoso.onmicrosoft.com"
-CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
-TOKEN_URL = f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"
-MAILBOX = "reports@contoso.com"
-GRAPH = "https://graph.microsoft.com/v1.0"
-BASE = f"{GRAPH}/users/{MAILBOX}"
 SEND_MAIL = f"{BASE}/sendMail"
 DRAFT_ID = "AAMkADI5MAAIT3drCAAA="
 DRAFT = f"{BASE}/messages/{DRAFT_ID}"
@@ -52,28 +55,7 @@ UPLOAD_URL = (
     "72aa88bf-76f0-494f-91ab-2d7cd730db47')/Messages('AAMkADI5MAAIT3drCAAA=')/"
     "AttachmentSessions('AAMkADI5MAAIT3k0tAAA=')?authtoken=eyJhbGciOiJSUzI1NiIsImtpZCI6Ik"
 )
-# The client-credentials answer of the Microsoft identity platform (v2.0 token endpoint).
-TOKEN_OK = {
-    "token_type": "Bearer",
-    "expires_in": 3599,
-    "ext_expires_in": 3599,
-    "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.app",
-}
 MiB = 1024 * 1024
-
-
-def graph_error(code: str, message: str) -> dict[str, object]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": "2024-05-02T10:11:12",
-                "request-id": "0f7c4a52-3e7b-4f5a-9d3e-1b2c3d4e5f60",
-                "client-request-id": "0f7c4a52-3e7b-4f5a-9d3e-1b2c3d4e5f60",
-            },
-        }
-    }
 
 
 THROTTLED = graph_error("ApplicationThrottled", "Application is over its MailboxConcurrency limit.")
@@ -104,40 +86,6 @@ SESSION = {
     "expirationDateTime": "2019-09-25T01:09:30.7671707Z",
     "nextExpectedRanges": ["0-"],
 }
-
-
-@pytest.fixture(autouse=True)
-def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GRAPH_CLIENT_SECRET", "Wq8Q~client.secret.value")
-
-
-@pytest.fixture
-def token(router: respx.MockRouter) -> respx.Route:
-    return router.post(TOKEN_URL).respond(200, json=TOKEN_OK)
-
-
-@pytest.fixture
-def outlook(comm: CommManager, token: respx.Route) -> GraphProvider:
-    return app_only(comm)
-
-
-def app_only(comm: CommManager, **options: object) -> GraphProvider:
-    settings: dict[str, object] = {
-        "tenant_id": TENANT,
-        "client_id": CLIENT_ID,
-        "client_secret_env": "GRAPH_CLIENT_SECRET",
-        "mailbox": MAILBOX,
-    }
-    settings.update(options)
-    return comm.outlook(**settings)  # type: ignore[arg-type]
-
-
-@pytest.fixture(autouse=True)
-def _every_request_conforms(router: respx.MockRouter) -> Iterator[None]:
-    yield
-    for call in router.calls:
-        if call.request.url.host != "login.microsoftonline.com":
-            validate(call.request)
 
 
 def graph_calls(router: respx.MockRouter) -> list[httpx.Request]:

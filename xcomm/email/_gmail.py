@@ -12,7 +12,7 @@ onto it). Labels, actions and batch mode are in `_gmail_actions.py`; `watch()` i
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ from xcomm.email._gmail_parse import (
     parse_message,
 )
 from xcomm.email._gmail_send import API, GMAIL_MAX_MESSAGE_SIZE, send_request
-from xcomm.email._imap_plan import Keep, client_check
+from xcomm.email._imap_plan import Keep, client_check, own_check
 from xcomm.email._mailbox import MailboxProvider, SearchQuery
 from xcomm.email._message import ReceivedMessage
 from xcomm.email._mime import render_message, with_bcc
@@ -247,18 +247,13 @@ class GmailProvider(GmailActions, HttpProvider, EmailProvider, MailboxProvider):
         elif isinstance(query, str):
             params = {"q": query} if query else {}
         elif query is not None:
-            matches: Callable[[Any], bool] | None = getattr(query, "matches", None)
-            if matches is None:
+            keep = own_check(query)
+            if keep is None:
                 raise ValidationError(
                     "Gmail searches with an EmailQuery or a Gmail search string "
                     f"(`from:bob is:unread`); {type(query).__name__} has no matches() to "
                     "check messages with"
                 )
-
-            async def keep_matching(message: ReceivedMessage) -> bool:
-                return bool(matches(message))
-
-            keep = keep_matching
         if folder is not None:
             label = await self._label_id(folder, create=False, timeout=timeout)
             params["labelIds"] = list(dict.fromkeys([*(params.get("labelIds") or ()), label]))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
@@ -42,16 +42,21 @@ import msgspec
 from xcomm._errors import (
     CommunicationError,
     ProviderError,
-    TransportError,
     ValidationError,
 )
-from xcomm._retry import backoff_delay
 from xcomm.email._gmail_parse import GmailView
 from xcomm.email._imap_plan import Keep, client_check
 from xcomm.email._mailbox import SearchQuery
 from xcomm.email._message import ReceivedMessage
 from xcomm.email._query import EmailQuery
-from xcomm.email._watch_state import CheckpointStore, checkpoint_store
+from xcomm.email._watch import (
+    SEEN_LIMIT,
+    CheckpointStore,
+    checkpoint_store,
+    handed_out,
+    pause_after_failure,
+    watch_check,
+)
 
 if TYPE_CHECKING:
     from xcomm.email._gmail import GmailProvider
@@ -60,8 +65,6 @@ __all__ = ["SEEN_LIMIT", "GmailCheckpoint", "GmailWatchState", "start_watch"]
 
 logger = logging.getLogger("xcomm.email.gmail.watch")
 
-#: How many handed-out message ids a checkpoint remembers.
-SEEN_LIMIT = 1000
 _HISTORY_PAGE = 500
 
 
@@ -89,10 +92,7 @@ class GmailCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
 
     def handed_out(self, message: ReceivedMessage) -> GmailCheckpoint:
         """This checkpoint once `message` was handed out."""
-        seen = (*(i for i in self.seen if i != message.id), message.id)[-SEEN_LIMIT:]
-        when = message.received_at
-        received = max(self.received_ms, int(when.timestamp() * 1000) if when else 0)
-        return msgspec.structs.replace(self, seen=seen, received_ms=received)
+        return msgspec.structs.replace(self, **handed_out(self.seen, self.received_ms, message))
 
 
 @runtime_checkable
@@ -120,7 +120,9 @@ def start_watch(
     state: str | os.PathLike[str] | GmailWatchState | None,
 ) -> AsyncGenerator[ReceivedMessage, None]:
     """Check the arguments now; the generator starts calling Gmail when iterated."""
-    keep, bodies = _keep(query)
+    keep = watch_check(query, lambda q: client_check(q, None, GmailView),
+                       service="Gmail's history")  # fmt: skip
+    bodies = isinstance(query, EmailQuery) and query.reads_bodies()
     if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
         raise ValidationError(f"poll_interval must be a number of seconds, got {poll_interval!r}")
     if not poll_interval > 0:
@@ -130,33 +132,6 @@ def start_watch(
     store = checkpoint_store(state, GmailCheckpoint, what="Gmail watch")
     watcher = _Watcher(provider, folder, keep, bodies, store, float(poll_interval))
     return watcher.run(history_id, include_existing, query)
-
-
-def _keep(query: str | SearchQuery | None) -> tuple[Keep | None, bool]:
-    """How each new message is checked (history has no search), and whether bodies are."""
-    if query is None:
-        return None, False
-    if isinstance(query, EmailQuery):
-        if query.order or query.max_results is not None:
-            raise ValidationError(
-                "watch() yields messages as they arrive: drop sort_by()/limit() from the query"
-            )
-        return client_check(query, None, GmailView), query.reads_bodies()
-    matches: Callable[[Any], bool] | None = getattr(query, "matches", None)
-    if isinstance(query, str) or matches is None:
-        raise ValidationError(
-            "watch() checks each new message here (Gmail's history has no search): pass an "
-            "EmailQuery (or an object with matches()), not a Gmail search string"
-        )
-
-    async def keep(message: ReceivedMessage) -> bool:
-        return bool(matches(message))
-
-    return keep, False
-
-
-def _transient(exc: CommunicationError) -> bool:
-    return isinstance(exc, TransportError) or (isinstance(exc, ProviderError) and exc.transient)
 
 
 class _Watcher:
@@ -275,16 +250,9 @@ class _Watcher:
                     pending = await self.poll()
                     failures = 0
                 except CommunicationError as exc:
-                    if not _transient(exc):
-                        raise
                     failures += 1
-                    wait = exc.retry_after if isinstance(exc, ProviderError) else None
-                    delay = max(wait or 0.0, backoff_delay(provider._retry, failures))
-                    logger.warning(
-                        "watching Gmail label %r: %s (%s); trying again in %.1fs (attempt %d)",
-                        self.folder, type(exc).__name__, exc, delay, failures,
-                    )  # fmt: skip
-                    await provider._context.clock.sleep(delay)
+                    await pause_after_failure(provider, exc, failures,
+                                              what=f"Gmail label {self.folder!r}")  # fmt: skip
                     continue
                 messages, latest = pending
                 for message, before in messages:

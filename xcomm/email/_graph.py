@@ -44,7 +44,6 @@ from xcomm.email._graph_batch import (
     segment,
 )
 from xcomm.email._graph_errors import classify, unknown_mailbox
-from xcomm.email._graph_mailbox import GraphMailbox
 from xcomm.email._graph_payload import (
     GRAPH_MAX_MESSAGE_SIZE,
     GRAPH_MAX_RECIPIENTS,
@@ -62,7 +61,7 @@ from xcomm.email._message import ReceivedMessage
 __all__ = ["GRAPH_API", "GraphProvider"]
 
 if TYPE_CHECKING:
-    from xcomm.email._watch_state import CheckpointStore
+    from xcomm.email._watch import CheckpointStore
 
 logger = logging.getLogger("xcomm.outlook")
 
@@ -73,7 +72,7 @@ DISCARD_TIMEOUT = 10.0
 _MAILBOX_CALLS = frozenset({"sendMail", "messages.create"})
 
 
-class GraphProvider(GraphActions, GraphMailbox, HttpProvider, EmailProvider, MailboxProvider):
+class GraphProvider(GraphActions, HttpProvider, EmailProvider, MailboxProvider):
     """Send, search and act on an Outlook / Exchange Online mailbox with Microsoft Graph.
 
     Example:
@@ -189,46 +188,6 @@ class GraphProvider(GraphActions, GraphMailbox, HttpProvider, EmailProvider, Mai
     def _classify(self, response: httpx.Response, *, idempotent: bool) -> ProviderError | None:
         return classify(response, idempotent=idempotent)
 
-    async def _exchange(
-        self,
-        operation: str,
-        method: str,
-        url: str,
-        *,
-        body: bytes = b"",
-        content_type: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        prefer: str | None = None,
-        idempotent: bool = False,
-        timeout: float | None = None,
-        cost: float = 1.0,
-        slots: int = 1,
-    ) -> tuple[httpx.Response, int, float]:
-        """One Graph call through the pipeline: (response, attempts, duration).
-
-        A 404 on the mailbox itself becomes a `ConfigurationError` naming the mailbox.
-        """
-        headers = {
-            "application/json": self._json,
-            "text/plain": self._mime,
-            None: self._plain,
-        }[content_type]
-        if prefer is not None:
-            headers = self._headers(headers, {"Prefer": prefer})
-        if params:
-            url = f"{url}{'&' if '?' in url else '?'}{query_string(params)}"
-        request = self._build_request(method, httpx.URL(url), headers, body)
-        try:
-            return await self._request(
-                operation, request, idempotent=idempotent, timeout=timeout, cost=cost,
-                slots=slots,
-            )  # fmt: skip
-        except ProviderError as exc:
-            wrong = unknown_mailbox(exc, self.mailbox) if operation in _MAILBOX_CALLS else None
-            if wrong is not None:
-                raise wrong from exc
-            raise
-
     async def _api(
         self,
         operation: str,
@@ -244,38 +203,40 @@ class GraphProvider(GraphActions, GraphMailbox, HttpProvider, EmailProvider, Mai
         cost: float = 1.0,
         slots: int = 1,
     ) -> tuple[dict[str, Any], int, float]:
-        """One Graph call (see `_exchange`); its JSON answer ({} for an empty one)."""
-        response, attempts, duration = await self._exchange(
-            operation, method, url, body=body, content_type=content_type, params=params,
-            prefer=prefer, idempotent=idempotent, timeout=timeout, cost=cost, slots=slots,
-        )  # fmt: skip
+        """One Graph call through the pipeline: (JSON answer ({} for an empty one), attempts,
+        duration). `params` are OData query options, `prefer` a `Prefer` header; `cost` and
+        `slots` are what a `$batch` call is charged (see `_graph_batch.py`).
+
+        A 404 on the mailbox itself becomes a `ConfigurationError` naming the mailbox.
+        """
+        headers = {
+            "application/json": self._json,
+            "text/plain": self._mime,
+            None: self._plain,
+        }[content_type]
+        if prefer is not None:
+            headers = self._headers(headers, {"Prefer": prefer})
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{query_string(params)}"
+        request = self._build_request(method, httpx.URL(url), headers, body)
+        try:
+            response, attempts, duration = await self._request(
+                operation, request, idempotent=idempotent, timeout=timeout, cost=cost,
+                slots=slots,
+            )  # fmt: skip
+        except ProviderError as exc:
+            wrong = unknown_mailbox(exc, self.mailbox) if operation in _MAILBOX_CALLS else None
+            if wrong is not None:
+                raise wrong from exc
+            raise
         return json_object(response, provider=self.name, service="Graph"), attempts, duration
 
     async def _raw(self, operation: str, url: str, *, timeout: float | None = None) -> bytes:
         """A GET's body as bytes (an attachment's `$value`)."""
-        response, _, _ = await self._exchange(operation, "GET", url, idempotent=True,
-                                              timeout=timeout)  # fmt: skip
+        request = self._build_request("GET", httpx.URL(url), self._plain, b"")
+        response, _, _ = await self._request(operation, request, idempotent=True,
+                                             timeout=timeout)  # fmt: skip
         return response.content
-
-    def _message_url(self, message_id: str) -> str:
-        if (
-            not isinstance(message_id, str)
-            or not message_id
-            or any(c in message_id for c in "\r\n\x00")
-        ):
-            raise ValidationError(f"{message_id!r} is not a Graph message id")
-        return f"{self._base}/messages/{segment(message_id)}"
-
-    def _next_url(self, answer: Mapping[str, Any], key: str) -> str | None:
-        """`@odata.nextLink` / `@odata.deltaLink` of an answer; only ever a Graph URL (the
-        bearer token goes nowhere else)."""
-        link = answer.get(key)
-        if link is None:
-            return None
-        if not isinstance(link, str) or not link.startswith(f"{GRAPH_API}/"):
-            raise ProviderError(f"Graph answered a {key} that is not a Graph URL",
-                                provider=self.name)  # fmt: skip
-        return link
 
     def _bound(self, message: ReceivedMessage) -> ReceivedMessage:
         return message.bind(self)

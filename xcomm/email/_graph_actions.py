@@ -42,6 +42,7 @@ from xcomm._errors import ProviderError, ValidationError
 from xcomm._http import encode_json
 from xcomm.email._batch import Changes, FlagBatch, Group, batch_mode, current_batch
 from xcomm.email._graph_batch import SubRequest
+from xcomm.email._graph_mailbox import GraphMailbox
 from xcomm.email._graph_parse import ATTACHMENT_FIELDS, flag_patch, parse_message
 from xcomm.email._message import ReceivedMessage
 
@@ -100,40 +101,9 @@ def apply_categories(current: Iterable[str], changes: Mapping[str, bool]) -> lis
     return result
 
 
-class GraphActions:
-    """The acting half of `GraphProvider` (a mixin over its `_api` and folder lookup)."""
-
-    if TYPE_CHECKING:
-        _base: str
-
-        async def _api(
-            self,
-            operation: str,
-            method: str,
-            url: str,
-            *,
-            body: bytes = b"",
-            content_type: str | None = None,
-            params: Mapping[str, Any] | None = None,
-            prefer: str | None = None,
-            idempotent: bool = False,
-            timeout: float | None = None,
-        ) -> tuple[dict[str, Any], int, float]: ...
-
-        def _message_url(self, message_id: str) -> str: ...
-
-        def _bound(self, message: ReceivedMessage) -> ReceivedMessage: ...
-
-        async def _folder_id(self, name: str, *, timeout: float | None = None) -> str: ...
-
-        async def _run_batch(
-            self,
-            operation: str,
-            requests: Sequence[SubRequest],
-            *,
-            timeout: float | None = None,
-            strict: bool = True,
-        ) -> list[Any]: ...
+class GraphActions(GraphMailbox):
+    """The acting half of `GraphProvider` (a mixin over its `_api`; folders are looked up
+    as the reading half does)."""
 
     async def _post(
         self,

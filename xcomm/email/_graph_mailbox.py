@@ -30,7 +30,7 @@ import anyio
 
 from xcomm._errors import ProviderError, ValidationError
 from xcomm.email import _query_ast as ast
-from xcomm.email._graph_batch import SubRequest, segment
+from xcomm.email._graph_batch import API_ROOT, SubRequest, segment
 from xcomm.email._graph_parse import (
     EXPAND,
     HEADER_FIELD,
@@ -38,13 +38,13 @@ from xcomm.email._graph_parse import (
     GraphView,
     parse_message,
 )
-from xcomm.email._imap_plan import Keep
+from xcomm.email._imap_plan import Keep, own_check
 from xcomm.email._mailbox import FolderStatus, SearchQuery
 from xcomm.email._message import Folder, ReceivedMessage
 from xcomm.email._query import EmailQuery, SortOrder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    pass
 
 __all__ = ["PAGE_SIZE", "WELL_KNOWN", "GraphMailbox", "graph_check"]
 
@@ -134,10 +134,6 @@ class GraphMailbox:
             self, operation: str, url: str, *, timeout: float | None = None
         ) -> bytes: ...
 
-        def _message_url(self, message_id: str) -> str: ...
-
-        def _next_url(self, answer: Mapping[str, Any], key: str) -> str | None: ...
-
         def _bound(self, message: ReceivedMessage) -> ReceivedMessage: ...
 
         async def _run_batch(
@@ -148,6 +144,26 @@ class GraphMailbox:
             timeout: float | None = None,
             strict: bool = True,
         ) -> list[Any]: ...
+
+    def _message_url(self, message_id: str) -> str:
+        if (
+            not isinstance(message_id, str)
+            or not message_id
+            or any(c in message_id for c in "\r\n\x00")
+        ):
+            raise ValidationError(f"{message_id!r} is not a Graph message id")
+        return f"{self._base}/messages/{segment(message_id)}"
+
+    def _next_url(self, answer: Mapping[str, Any], key: str) -> str | None:
+        """`@odata.nextLink` / `@odata.deltaLink` of an answer; only ever a Graph URL (the
+        bearer token goes nowhere else)."""
+        link = answer.get(key)
+        if link is None:
+            return None
+        if not isinstance(link, str) or not link.startswith(f"{API_ROOT}/"):
+            raise ProviderError(f"Graph answered a {key} that is not a Graph URL",
+                                provider="outlook")  # fmt: skip
+        return link
 
     # -- folders -----------------------------------------------------------------------------
 
@@ -297,18 +313,13 @@ class GraphMailbox:
             if text and text.upper() != "ALL":
                 params["$search"] = f'"{text.replace(chr(34), " ")}"'
         elif query is not None:
-            matches: Callable[[Any], bool] | None = getattr(query, "matches", None)
-            if matches is None:
+            keep = own_check(query)
+            if keep is None:
                 raise ValidationError(
                     "Outlook searches with an EmailQuery or a KQL string ('from:bob "
                     f"subject:report'); {type(query).__name__} has no matches() to check "
                     "messages with"
                 )
-
-            async def keep_matching(message: ReceivedMessage) -> bool:
-                return bool(matches(message))
-
-            keep = keep_matching
         folder = folder if folder is not None else self._folder
         url = f"{self._base}/messages"
         if folder is not None:

@@ -29,23 +29,28 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
-from xcomm._errors import CommunicationError, ProviderError, TransportError, ValidationError
-from xcomm._retry import backoff_delay
+from xcomm._errors import CommunicationError, ProviderError, ValidationError
 from xcomm.email._graph_batch import segment
 from xcomm.email._graph_mailbox import graph_check
 from xcomm.email._graph_parse import EXPAND, MESSAGE_FIELDS
 from xcomm.email._imap_plan import Keep
 from xcomm.email._mailbox import SearchQuery
 from xcomm.email._message import ReceivedMessage
-from xcomm.email._query import EmailQuery
-from xcomm.email._watch_state import CheckpointStore, checkpoint_store
+from xcomm.email._watch import (
+    SEEN_LIMIT,
+    CheckpointStore,
+    checkpoint_store,
+    handed_out,
+    pause_after_failure,
+    watch_check,
+)
 
 if TYPE_CHECKING:
     from xcomm.email._graph import GraphProvider
@@ -54,8 +59,6 @@ __all__ = ["SEEN_LIMIT", "GraphCheckpoint", "is_expired", "start_watch"]
 
 logger = logging.getLogger("xcomm.outlook.watch")
 
-#: How many handed-out message ids a checkpoint remembers.
-SEEN_LIMIT = 1000
 _PAGE = "odata.maxpagesize=100"
 _EXPIRED_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
 
@@ -76,10 +79,7 @@ class GraphCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
 
     def handed_out(self, message: ReceivedMessage) -> GraphCheckpoint:
         """This checkpoint once `message` was handed out."""
-        seen = (*(i for i in self.seen if i != message.id), message.id)[-SEEN_LIMIT:]
-        when = message.received_at
-        received = max(self.received_ms, int(when.timestamp() * 1000) if when else 0)
-        return msgspec.structs.replace(self, seen=seen, received_ms=received)
+        return msgspec.structs.replace(self, **handed_out(self.seen, self.received_ms, message))
 
 
 def is_expired(error: ProviderError) -> bool:
@@ -98,7 +98,7 @@ def start_watch(
     state: str | os.PathLike[str] | CheckpointStore | None,
 ) -> AsyncGenerator[ReceivedMessage, None]:
     """Check the arguments now; the generator starts calling Graph when iterated."""
-    keep = _keep(query)
+    keep = watch_check(query, lambda q: graph_check(q, None), service="Graph's delta")
     if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
         raise ValidationError(f"poll_interval must be a number of seconds, got {poll_interval!r}")
     if not poll_interval > 0:
@@ -112,33 +112,6 @@ def start_watch(
     store = checkpoint_store(state, GraphCheckpoint, what="Outlook watch")
     watcher = _Watcher(provider, folder, keep, store, float(poll_interval))
     return watcher.run(delta_link, include_existing)
-
-
-def _keep(query: str | SearchQuery | None) -> Keep | None:
-    """How each new message is checked (delta has no search)."""
-    if query is None:
-        return None
-    if isinstance(query, EmailQuery):
-        if query.order or query.max_results is not None:
-            raise ValidationError(
-                "watch() yields messages as they arrive: drop sort_by()/limit() from the query"
-            )
-        return graph_check(query, None)
-    matches: Callable[[Any], bool] | None = getattr(query, "matches", None)
-    if isinstance(query, str) or matches is None:
-        raise ValidationError(
-            "watch() checks each new message here (Graph's delta has no search): pass an "
-            "EmailQuery (or an object with matches()), not a search string"
-        )
-
-    async def keep(message: ReceivedMessage) -> bool:
-        return bool(matches(message))
-
-    return keep
-
-
-def _transient(exc: CommunicationError) -> bool:
-    return isinstance(exc, TransportError) or (isinstance(exc, ProviderError) and exc.transient)
 
 
 def _oldest_first(messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
@@ -251,16 +224,9 @@ class _Watcher:
                     messages, link = await self.poll()
                     failures = 0
                 except CommunicationError as exc:
-                    if not _transient(exc):
-                        raise
                     failures += 1
-                    wait = exc.retry_after if isinstance(exc, ProviderError) else None
-                    delay = max(wait or 0.0, backoff_delay(provider._retry, failures))
-                    logger.warning(
-                        "watching Outlook folder %r: %s (%s); trying again in %.1fs (attempt %d)",
-                        self.folder, type(exc).__name__, exc, delay, failures,
-                    )  # fmt: skip
-                    await self.sleep(delay)
+                    await pause_after_failure(provider, exc, failures,
+                                              what=f"Outlook folder {self.folder!r}")  # fmt: skip
                     continue
                 seen = set(self.checkpoint.seen)
                 for message in messages:

@@ -16,7 +16,7 @@ from xcomm.email._mailbox import SearchQuery, criteria_of
 from xcomm.email._message import MessageView, ReceivedMessage
 from xcomm.email._query import EmailQuery
 
-__all__ = ["Keep", "SearchPlan", "check_folder", "client_check", "plan_search"]
+__all__ = ["Keep", "SearchPlan", "check_folder", "client_check", "own_check", "plan_search"]
 
 Keep = Callable[[ReceivedMessage], Awaitable[bool]]
 
@@ -62,16 +62,23 @@ def plan_search(
         keep = client_check(plan.client, timeout)
     else:
         criteria = criteria_of(query)
-        matches = getattr(query, "matches", None) if not isinstance(query, str) else None
-        if matches is not None:
-
-            async def keep_matching(message: ReceivedMessage) -> bool:
-                return bool(matches(message))
-
-            keep = keep_matching
+        keep = None if isinstance(query, str) else own_check(query)
     where = folder or default_folder
     check_folder(where)
     return SearchPlan(criteria, where, keep)
+
+
+def own_check(query: object) -> Keep | None:
+    """The check of a query that is not an `EmailQuery`: its own `matches(message)`, or
+    None when it has none."""
+    matches: Callable[[ReceivedMessage], object] | None = getattr(query, "matches", None)
+    if matches is None:
+        return None
+
+    async def keep(message: ReceivedMessage) -> bool:
+        return bool(matches(message))
+
+    return keep
 
 
 def client_check(
