@@ -2,9 +2,10 @@
 message's actions do not depend on the provider.
 
 `triage()` is what a user writes once: read, label, save the attachments, answer, file and
-finally delete a message. `tests/providers/test_gmail_mailbox.py` runs it on Gmail (respx)
-and `tests/integration/test_mailbox_scenario.py` on IMAP (Dovecot), each on the same
-quarterly report (`PDF` attached); both expect the same `Outcome` (`check_outcome()`), and
+finally delete a message. `tests/providers/test_gmail_mailbox.py` runs it on Gmail (respx),
+`tests/providers/test_graph_mailbox.py` on Outlook (respx) and
+`tests/integration/test_mailbox_scenario.py` on IMAP (Dovecot), each on the same
+quarterly report (`PDF` attached); all expect the same `Outcome` (`check_outcome()`), and
 each checks on its own side what the provider was asked to do.
 """
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import respx
 from graph_shapes import BASE, GRAPH, MAILBOX, app_only, graph_error
+from mailbox_scenario import PDF, check_outcome, triage
 
 from xcomm import (
     AuthenticationError,
@@ -810,3 +811,46 @@ async def test_a_batch_answer_missing_a_response_is_an_error(
         async with outlook.batch_mode():
             for m in found:
                 await m.mark_as_read()
+
+
+# -- the same code on every mailbox ------------------------------------------------------------
+
+
+async def test_the_same_triage_code_works_on_outlook(
+    outlook: GraphProvider, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    headers = [
+        {"name": "Message-ID", "value": "<m1@mail.example.com>"},
+        {"name": "References", "value": "<root@example.com>"},
+    ]
+    report = message(
+        "m1",
+        subject="Quarterly report",
+        internetMessageId="<m1@mail.example.com>",
+        internetMessageHeaders=headers,
+        attachments=[attachment("att1", "report.pdf")],
+    )
+    router.get(INBOX).respond(200, json=page(report))
+    (m,) = await outlook.search(folder="inbox", headers=True)
+    patch = router.patch(f"{MESSAGES}/m1").respond(200, json=report)
+    router.get(f"{MESSAGES}/m1", params={"$select": "categories"}).respond(
+        200, json={"categories": []}
+    )
+    text = "Numbers attached.\n\n> an old quote\nBye"
+    router.get(f"{MESSAGES}/m1", params={"$select": "body"}).respond(
+        200, json={"body": {"contentType": "text", "content": text}}
+    )
+    router.get(f"{MESSAGES}/m1/attachments/att1/$value").respond(200, content=PDF)
+    moved = {k: v for k, v in report.items() if k != "attachments"} | {"id": "m1-archived"}
+    router.post(f"{MESSAGES}/m1/move").respond(201, json=moved)
+    router.get(f"{MESSAGES}/m1-archived/attachments").respond(
+        200, json={"value": [attachment("att9", "report.pdf")]}
+    )
+    purge = router.post(f"{MESSAGES}/m1-archived/permanentDelete").respond(204)
+    outcome = await triage(m, via=outlook, downloads=tmp_path)
+    check_outcome(outcome, tmp_path)
+    assert [json.loads(c.request.content) for c in patch.calls] == [
+        {"isRead": True},
+        {"categories": ["Boss"]},
+    ]
+    assert purge.call_count == 1
