@@ -48,7 +48,7 @@ KINDS: dict[str, ProviderKind] = {
     "ses": ProviderKind(),
     "gmail": ProviderKind(dialect="gmail", required=("credentials_path",)),
     "imap": ProviderKind(sends=False, dialect="imap"),
-    "outlook": ProviderKind(),  # searching comes with the Graph mailbox
+    "outlook": ProviderKind(dialect="graph"),
 }
 
 #: Settings that hold secrets: never written in a file.

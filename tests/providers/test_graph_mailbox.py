@@ -212,6 +212,20 @@ async def test_full_text_goes_to_search_and_the_rest_is_checked_on_the_text_body
     assert await found[0].text() == "total due"  # cached from the listing: no request
 
 
+async def test_a_sort_graph_cannot_do_runs_here(
+    outlook: GraphProvider, router: respx.MockRouter
+) -> None:
+    route = router.get(MESSAGES).respond(
+        200,
+        json=page(
+            message("m1", subject="b"), message("m2", subject="C"), message("m3", subject="a")
+        ),
+    )
+    found = await outlook.search(EmailQuery().sort_by("subject").limit(2))
+    assert [m.subject for m in found] == ["a", "b"]
+    assert "$orderby" not in route.calls.last.request.url.params
+
+
 async def test_a_kql_string_is_sent_as_search(
     outlook: GraphProvider, router: respx.MockRouter
 ) -> None:

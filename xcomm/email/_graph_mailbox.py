@@ -392,7 +392,8 @@ class GraphMailbox:
                     break
         found.reverse()
         if isinstance(query, EmailQuery):
-            return query.sort_and_limit(found)  # type: ignore[type-var]
+            views = query.sort_and_limit([GraphView(m) for m in found])
+            return [view.message for view in views]
         return found
 
     @staticmethod
