@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import respx
 from graph_schema import validate_all
-from graph_shapes import BASE, CLIENT_ID, TENANT, TOKEN_OK, TOKEN_URL
-from test_graph_mailbox import attachment, message, page
+from graph_shapes import BASE, CLIENT_ID, TENANT, TOKEN_OK, TOKEN_URL, attachment, message, page
 from xcomm_cli import cli
 
 

@@ -18,7 +18,7 @@ import anyio
 import httpx
 import pytest
 import respx
-from graph_shapes import BASE, GRAPH, MAILBOX, app_only, graph_error
+from graph_shapes import BASE, GRAPH, MAILBOX, app_only, attachment, graph_error, message, page
 from mailbox_scenario import PDF, check_outcome, triage
 
 from xcomm import (
@@ -38,71 +38,6 @@ from xcomm import (
 MESSAGES = f"{BASE}/messages"
 INBOX = f"{BASE}/mailFolders/inbox/messages"
 BATCH = f"{GRAPH}/$batch"
-CONTEXT = f"{GRAPH}/$metadata#users('{MAILBOX}')/messages"
-
-
-def message(
-    message_id: str,
-    *,
-    subject: str = "Q4 figures",
-    received: str = "2024-05-02T10:11:12Z",
-    sender: str = "ada@example.org",
-    is_read: bool = False,
-    flagged: bool = False,
-    importance: str = "normal",
-    categories: tuple[str, ...] = (),
-    attachments: list[dict[str, Any]] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A message resource as `GET /users/{id}/messages` answers it (Graph's field names)."""
-    data: dict[str, Any] = {
-        "@odata.etag": 'W/"CQAAABYAAAARn2vdzPFjSbaPPxzjlzOTAAASsKZz"',
-        "id": message_id,
-        "receivedDateTime": received,
-        "sentDateTime": received.replace("12Z", "10Z"),
-        "hasAttachments": bool(attachments),
-        "internetMessageId": f"<{message_id[:8]}@namprd13.prod.outlook.com>",
-        "subject": subject,
-        "bodyPreview": "Figures attached, see the summary below.",
-        "importance": importance,
-        "parentFolderId": "AQMkADNkNAAAgEMAAAA",
-        "conversationId": "AAQkAGI1YWI0NjJkLWQ2YzQtNDAzOC05ZmJkLTk4NGVjNGU0ZWYwOQAQAH",
-        "isRead": is_read,
-        "isDraft": False,
-        "flag": {"flagStatus": "flagged" if flagged else "notFlagged"},
-        "categories": list(categories),
-        "sender": {"emailAddress": {"name": "Ada Lovelace", "address": sender}},
-        "from": {"emailAddress": {"name": "Ada Lovelace", "address": sender}},
-        "toRecipients": [{"emailAddress": {"name": "Reports", "address": MAILBOX}}],
-        "ccRecipients": [
-            {"emailAddress": {"name": "ops@example.org", "address": "ops@example.org"}}
-        ],
-        "replyTo": [],
-        "attachments@odata.context": f"{CONTEXT}('{message_id}')/attachments",
-        "attachments": attachments or [],
-        "singleValueExtendedProperties": [{"id": "Integer 0xe08", "value": "14325"}],
-    }
-    data.update(extra)
-    return data
-
-
-def attachment(attachment_id: str, name: str, *, inline: bool = False) -> dict[str, Any]:
-    return {
-        "@odata.type": "#microsoft.graph.fileAttachment",
-        "@odata.mediaContentType": "application/pdf",
-        "id": attachment_id,
-        "name": name,
-        "contentType": "application/pdf",
-        "size": 7203,
-        "isInline": inline,
-    }
-
-
-def page(*items: dict[str, Any], next_link: str | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"@odata.context": CONTEXT, "value": list(items)}
-    if next_link is not None:
-        answer["@odata.nextLink"] = next_link
-    return answer
 
 
 def batch_answer(*responses: dict[str, Any]) -> dict[str, Any]:
