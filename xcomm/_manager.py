@@ -622,7 +622,8 @@ class CommManager:
         retry: RetryPolicy | None = None,
         timeout: Timeout | float | None = None,
     ) -> GraphProvider:
-        """A Microsoft Graph provider sending from an Outlook / Exchange Online mailbox.
+        """A Microsoft Graph provider that sends from, searches and acts on an Outlook /
+        Exchange Online mailbox.
 
         App-only: `tenant_id`, `client_id`, `client_secret` (or `client_secret_env`, the name
         of the variable holding it, which `spec()` keeps so workers can rebuild the provider)
@@ -630,7 +631,8 @@ class CommManager:
         or your own `token_manager`; without `mailbox` they send as `/me`. The limiter
         defaults to the `graph` preset per mailbox (10,000 requests per 10 minutes);
         `rate_limit` overrides it. At most 4 requests per mailbox are in flight at once,
-        across every provider of this manager. See `docs/providers/outlook.md`.
+        across every provider of this manager (a `$batch` call counts for up to 4). Reading
+        needs Mail.Read, acting on messages Mail.ReadWrite. See `docs/providers/outlook.md`.
         """
         self._require_open("create an Outlook provider")
         from xcomm._presets import PRESETS
@@ -666,14 +668,17 @@ class CommManager:
     def email(self, provider: Literal["gmail"], /, **config: Any) -> GmailProvider: ...
 
     @overload
+    def email(self, provider: Literal["outlook", "graph"], /, **config: Any) -> GraphProvider: ...
+
+    @overload
     def email(self, provider: str, /, **config: Any) -> EmailProvider: ...
 
     def email(self, provider: str, /, **config: Any) -> EmailProvider | IMAPProvider:
         """An email provider by name with its own settings: `comm.email("smtp", host=...)`.
 
         Sending providers ("smtp", "ses", "gmail", "outlook" alias "graph") share one API
-        (`compose()`, `send()`, `send_message()`); reading providers ("imap", "gmail") share
-        another (`search()`, `get()`, `folders()`, message actions).
+        (`compose()`, `send()`, `send_message()`); reading providers ("imap", "gmail", "outlook")
+        share another (`search()`, `get()`, `folders()`, message actions, `watch()`).
         """
         factories: dict[str, Callable[..., EmailProvider | IMAPProvider]] = {
             "smtp": self.smtp,
