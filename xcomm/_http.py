@@ -53,6 +53,7 @@ from xcomm._errors import (
     ServiceUnavailable,
     ValidationError,
 )
+from xcomm._httpx_objects import body_request
 from xcomm._logging import redact, redact_url
 from xcomm._provider import Provider
 
@@ -88,7 +89,6 @@ def _timeout_extension(timeout: Timeout) -> dict[str, float | None]:
 
 
 _json_encoder = msgspec.json.Encoder()
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def encode_json(value: object) -> bytes:
@@ -419,10 +419,11 @@ class HttpProvider(Provider):
             return response
         response = await transport.handle_async_request(request)
         response.request = request
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()  # a no-op after a full read; releases a failed one
+        if not response.is_closed:  # AiohttpTransport hands small replies over already read
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()  # a no-op after a full read; releases a failed one
         return response
 
     def _headers(self, *parts: Mapping[str, str] | None) -> httpx.Headers:
@@ -441,17 +442,11 @@ class HttpProvider(Provider):
     ) -> httpx.Request:
         """An `httpx.Request` from prepared parts: a cached URL and headers from `_headers()`.
 
-        Adds `Host` and `Content-Length` as `httpx.Request(content=...)` would, at a third of
-        its cost (the body is known, so httpx's content encoding is skipped). The timeout is
-        set by `_request()`.
+        The same request as `httpx.Request(method, url, headers=headers, content=content)`
+        (Host and Content-Length added, the body readable as `request.content`), at a third
+        of its cost. The timeout is set by `_request()`.
         """
-        request = httpx.Request(method, url, headers=headers, stream=httpx.ByteStream(content))
-        if "host" not in headers:
-            request.headers["Host"] = url.netloc.decode("ascii")
-        if content or request.method in _BODY_METHODS:
-            request.headers["Content-Length"] = str(len(content))
-        request.read()  # `request.content` is available, as for any built request
-        return request
+        return body_request(method, url, headers, content)
 
 
 def merge_headers(*parts: Mapping[str, str] | None) -> dict[str, str]:

@@ -322,6 +322,40 @@ async def test_gzip_is_decoded_once_by_httpx(app: App) -> None:
     assert response.json() == {"id": "zipped"}
 
 
+@pytest.mark.parametrize("path", ["/hook", "/gzip", "/dup"])
+async def test_a_small_reply_comes_back_read_as_httpx_would_build_it(app: App, path: str) -> None:
+    method = "POST" if path == "/hook" else "GET"
+    async with AiohttpTransport() as transport:
+        response = await transport.handle_async_request(httpx.Request(method, app.url(path)))
+    expected = httpx.Response(
+        response.status_code,
+        headers=response.headers.raw,
+        content=response.content if path != "/gzip" else gzip.compress(response.content),
+    )
+    assert response.is_closed and response.is_stream_consumed
+    assert response.content == expected.content
+    assert response.text == expected.text
+    assert response.headers.raw == expected.headers.raw
+    assert await response.aread() == expected.content
+    assert [chunk async for chunk in response.aiter_bytes()] == [expected.content]
+    assert response.http_version == "HTTP/1.1"
+    await response.aclose()
+
+
+async def test_requests_to_different_urls_on_one_transport(app: App) -> None:
+    async with AiohttpTransport() as transport:
+        for path in ["/dup", "/hook", "/dup", "/gzip", "/hook"]:
+            method = "POST" if path == "/hook" else "GET"
+            response = await transport.handle_async_request(httpx.Request(method, app.url(path)))
+            assert response.status_code == 200
+            if path == "/hook":
+                assert response.json() == {"id": "evt_42", "ok": True}
+            if path == "/dup":
+                assert response.text == "ok"
+        with pytest.raises(httpx.UnsupportedProtocol):  # checked again, not taken from a cache
+            await transport.handle_async_request(httpx.Request("GET", "ftp://127.0.0.1/x"))
+
+
 async def test_the_transport_keeps_no_cookies(app: App) -> None:
     """Cookies are the client's business; the transport must not replay them on its own."""
     async with AiohttpTransport() as transport:

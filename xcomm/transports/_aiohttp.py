@@ -42,6 +42,7 @@ from typing import Any, Self
 import httpx
 
 from xcomm._errors import ConfigurationError
+from xcomm._httpx_objects import read_response
 
 try:
     import aiohttp
@@ -60,7 +61,10 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 #: Bodies up to this size, with a Content-Length, are read before the response is returned.
 _EAGER_BODY_LIMIT = 256 * 1024
-_HTTP_VERSIONS: dict[tuple[int, ...], bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+_CONTENT_ENCODING = "Content-Encoding"
+_HTTP_VERSIONS: dict[object, bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+#: Distinct request URLs whose yarl form is kept (an API's endpoints; ids in paths churn it).
+_URL_CACHE_SIZE = 256
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -136,6 +140,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, URL] = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._session else "unopened"
@@ -200,7 +205,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise RuntimeError(
                 "an AiohttpTransport is bound to the event loop of its first request"
             )
-        url = _aiohttp_url(request)
+        url = self._url(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         headers, data = _request_parts(request)
         release = await self._acquire_slot(timeouts.get("pool"), request)
@@ -218,7 +223,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise _translate(exc, request) from exc
             extensions = {
-                "http_version": _HTTP_VERSIONS.get(tuple(response.version or ()), b"HTTP/1.1"),
+                "http_version": _HTTP_VERSIONS.get(response.version, b"HTTP/1.1"),
                 "reason_phrase": (response.reason or "").encode("ascii", "replace"),
             }
             length = response.content_length
@@ -232,11 +237,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 finally:
                     response.release()
                     release()
-                return httpx.Response(
-                    status_code=response.status,
-                    headers=list(response.raw_headers),
-                    content=body,
-                    extensions=extensions,
+                return read_response(
+                    response.status,
+                    response.raw_headers,
+                    body,
+                    extensions,
+                    encoded=_CONTENT_ENCODING in response.headers,
                 )
             return httpx.Response(
                 status_code=response.status,
@@ -275,6 +281,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 slots.release()
 
         return release
+
+    def _url(self, request: httpx.Request) -> URL:
+        """The yarl URL for `request`, checked and converted once per distinct URL."""
+        text = str(request.url)
+        url = self._urls.get(text)
+        if url is None:
+            url = _aiohttp_url(request, text)
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[text] = url
+        return url
 
     def _client_timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
         key = (connect, read)
@@ -332,7 +349,7 @@ def _nothing() -> None:
     return None
 
 
-def _aiohttp_url(request: httpx.Request) -> URL:
+def _aiohttp_url(request: httpx.Request, text: str) -> URL:
     url = request.url
     if url.scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(
@@ -344,7 +361,7 @@ def _aiohttp_url(request: httpx.Request) -> URL:
     if not url.host:
         raise httpx.UnsupportedProtocol("Request URL has no host.", request=request)
     # httpx has already percent-encoded the URL; tell yarl not to encode it again.
-    return URL(str(url), encoded=True)
+    return URL(text, encoded=True)
 
 
 def _request_parts(request: httpx.Request) -> tuple[list[tuple[str, str]], Any]:
