@@ -27,6 +27,7 @@ import email.utils
 import functools
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -97,8 +98,36 @@ def encode_json(value: object) -> bytes:
 
 
 def encode_form(fields: Mapping[str, object] | Sequence[tuple[str, object]]) -> bytes:
-    """`fields` as an `application/x-www-form-urlencoded` body (sequences repeat the key)."""
-    return urlencode(fields, doseq=True).encode("ascii")
+    """`fields` as an `application/x-www-form-urlencoded` body (sequences repeat the key).
+
+    The same bytes as `urlencode(fields, doseq=True)`, at under half its cost for the usual
+    text fields (other values go through `urlencode` itself).
+    """
+    items = fields.items() if isinstance(fields, Mapping) else fields
+    parts = []
+    for key, value in items:
+        if type(key) is str and type(value) is str:
+            parts.append(_form_escape(key) + "=" + _form_escape(value))
+        elif encoded := urlencode([(key, value)], doseq=True):
+            parts.append(encoded)
+    return "&".join(parts).encode("ascii")
+
+
+_FORM_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-~ ]")  # what `quote_plus` escapes, but the space
+_FORM_ESCAPES = {chr(byte): f"%{byte:02X}" for byte in range(256)}
+
+
+def _form_escape_char(match: re.Match[str]) -> str:
+    return _FORM_ESCAPES[match.group()]
+
+
+def _form_escape(text: str) -> str:
+    """`quote_plus(text)`: UTF-8, unreserved characters as they are, space as `+`."""
+    if not text.isascii():
+        text = text.encode("utf-8").decode("latin-1")  # one character per UTF-8 byte
+    if _FORM_UNSAFE.search(text) is not None:
+        text = _FORM_UNSAFE.sub(_form_escape_char, text)
+    return text.replace(" ", "+")
 
 
 def json_object(response: httpx.Response, *, provider: str, service: str) -> dict[str, Any]:
@@ -175,6 +204,8 @@ def rate_limit_pause(headers: httpx.Headers, *, wall_now: float | None = None) -
     Reads `X-RateLimit-Remaining` with `X-RateLimit-Reset-After` (Discord), `X-RateLimit-Reset`
     (epoch seconds or a delta), and the IETF `RateLimit-Remaining`/`RateLimit-Reset` pair.
     """
+    if b"ratelimit-remaining" not in b"\n".join([key for key, _ in headers.raw]).lower():
+        return None  # the usual answer, found in one pass instead of two lookups
     remaining = _header_float(headers, "x-ratelimit-remaining", "ratelimit-remaining")
     if remaining is None or remaining > 0:
         return None
