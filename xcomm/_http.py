@@ -389,32 +389,17 @@ class HttpProvider(Provider):
 
         reauthorized = False
 
-        async def send(number: int) -> httpx.Response:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s %s attempt=%d headers=%s",
-                    self.name,
-                    request.method,
-                    redact_url(str(request.url)),
-                    number,
-                    redact(dict(request.headers)),
-                )
-            if self._concurrency is None:
-                return await self._round_trip(request)
-            async with self._concurrency:
-                return await self._round_trip(request)
-
         async def attempt(number: int) -> httpx.Response:
             nonlocal reauthorized
             auth = self.auth if authenticate else None
             if auth is not None:
                 await auth.apply(request)
-            response = await send(number)
+            response = await self._round_trip(request, number)
             if response.status_code == 401 and auth is not None and not reauthorized:
                 reauthorized = True  # one refresh and one retry per call, never a loop
                 if await auth.on_unauthorized(request):
                     await auth.apply(request)
-                    response = await send(number)
+                    response = await self._round_trip(request, number)
             pause = rate_limit_pause(response.headers)
             if pause and self._limiter is not None:
                 self._limiter.penalize(pause)
@@ -425,10 +410,22 @@ class HttpProvider(Provider):
 
         return await self._call(operation, attempt, cost=cost)
 
-    async def _round_trip(self, request: httpx.Request) -> httpx.Response:
-        """`_send()` with transport failures mapped to xcomm errors."""
+    async def _round_trip(self, request: httpx.Request, number: int) -> httpx.Response:
+        """`_send()` within the concurrency bound, transport failures mapped to xcomm errors."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s %s attempt=%d headers=%s",
+                self.name,
+                request.method,
+                redact_url(str(request.url)),
+                number,
+                redact(dict(request.headers)),
+            )
         try:
-            return await self._send(request)
+            if self._concurrency is None:
+                return await self._send(request)
+            async with self._concurrency:
+                return await self._send(request)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             mapped = map_transport_error(exc, provider=self.name)
             if mapped is None:
