@@ -384,6 +384,48 @@ async def test_streaming_request_body_is_sent_chunked(app: App) -> None:
     assert (b"Transfer-Encoding", b"chunked") in raw
 
 
+async def _stream(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+@pytest.mark.parametrize(
+    "body",
+    [lambda: b"payload", lambda: _stream(b"pay", b"load")],
+    ids=["bytes", "stream"],
+)
+async def test_aiohttp_adds_no_headers_of_its_own(
+    app: App, body: Callable[[], bytes | AsyncIterator[bytes]]
+) -> None:
+    """As httpx's transport: no User-Agent, Accept, Accept-Encoding or Content-Type unless
+    the request has them."""
+    async with AiohttpTransport() as transport:
+        response = await transport.handle_async_request(
+            httpx.Request("POST", app.url("/hook"), content=body())
+        )
+        await response.aread()
+    [(raw, received)] = app.requests
+    names = {name.decode().lower() for name, _ in raw}
+    assert received == b"payload"
+    assert not names & {"user-agent", "accept", "accept-encoding", "content-type"}
+
+
+async def test_the_requests_own_headers_are_sent_once_each(app: App) -> None:
+    headers = {
+        "User-Agent": "agent/1",
+        "Accept": "text/plain",
+        "Accept-Encoding": "identity",
+        "Content-Type": "text/csv",
+    }
+    async with AiohttpTransport() as transport:
+        request = httpx.Request("POST", app.url("/hook"), headers=headers, content=b"a,b")
+        await (await transport.handle_async_request(request)).aread()
+    [(raw, _)] = app.requests
+    sent = [(name.decode().lower(), value.decode()) for name, value in raw]
+    for name, value in headers.items():
+        assert [v for n, v in sent if n == name.lower()] == [value]
+
+
 async def test_a_streamed_response_releases_its_slot_when_closed(app: App) -> None:
     transport = AiohttpTransport(limits=httpx.Limits(max_connections=1))
     async with CommManager(transport=transport, timeout=Timeout(pool=1.0)) as comm:

@@ -57,8 +57,9 @@ __all__ = ["AiohttpTransport"]
 #: The same defaults as httpx's own transport (and xcomm's `Limits`).
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
 
-# httpx (the client above us) already writes these; aiohttp must not add its own versions.
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# Headers aiohttp writes on its own when a request lacks them (httpx's transports never do).
+_AUTO = {"accept": "Accept", "accept-encoding": "Accept-Encoding", "user-agent": "User-Agent"}
+_AUTO_WITH_BODY = _AUTO | {"content-type": "Content-Type"}
 #: Bodies up to this size, with a Content-Length, are read before the response is returned.
 _EAGER_BODY_LIMIT = 256 * 1024
 _CONTENT_ENCODING = "Content-Encoding"
@@ -165,7 +166,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
             trust_env=self._trust_env,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -207,7 +207,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         url = self._url(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        headers, data = _request_parts(request)
+        headers, data, skip = _request_parts(request)
         release = await self._acquire_slot(timeouts.get("pool"), request)
         try:
             try:
@@ -216,6 +216,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     url,
                     headers=headers,
                     data=data,
+                    skip_auto_headers=skip,
                     allow_redirects=False,
                     timeout=self._client_timeout(timeouts.get("connect"), timeouts.get("read")),
                     server_hostname=request.extensions.get("sni_hostname"),
@@ -364,20 +365,36 @@ def _aiohttp_url(request: httpx.Request, text: str) -> URL:
     return URL(text, encoded=True)
 
 
-def _request_parts(request: httpx.Request) -> tuple[list[tuple[str, str]], Any]:
-    """aiohttp's headers and body for `request` (raw header bytes kept: aiohttp writes UTF-8)."""
+def _request_parts(
+    request: httpx.Request,
+) -> tuple[list[tuple[str, str]], Any, tuple[str, ...] | None]:
+    """aiohttp's headers, body and `skip_auto_headers` for `request`.
+
+    Raw header bytes are kept (aiohttp writes UTF-8). aiohttp adds Accept, Accept-Encoding,
+    User-Agent and, with a body, Content-Type when a request lacks them, and httpx's own
+    transport adds nothing; the ones this request lacks are named in `skip_auto_headers`.
+    A request from the pipeline has them all, so aiohttp takes its fast path (skipping
+    costs it a header copy per request).
+    """
     try:
         headers = [(k.decode(), v.decode()) for k, v in request.headers.raw]
     except UnicodeDecodeError as exc:
         raise httpx.LocalProtocolError(
             "a request header is not valid UTF-8, which aiohttp cannot send", request=request
         ) from exc
+    names = {name.lower() for name, _ in headers}
     try:
         content = request.content
     except httpx.RequestNotRead:  # a streaming body: aiohttp sends it chunked
         chunked = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
-        return chunked, _body(request.stream)
-    return headers, content or None
+        return chunked, _body(request.stream), _skipped(names, _AUTO_WITH_BODY)
+    if content:
+        return headers, content, _skipped(names, _AUTO_WITH_BODY)
+    return headers, None, _skipped(names, _AUTO)
+
+
+def _skipped(names: set[str], auto: dict[str, str]) -> tuple[str, ...] | None:
+    return tuple(auto[name] for name in auto.keys() - names) or None
 
 
 async def _body(stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> AsyncIterator[bytes]:
