@@ -8,7 +8,9 @@ advance, so these two functions build the same objects directly:
 - `body_request()` is `httpx.Request(method, url, headers=headers, content=content)` (Host
   first, Content-Length last, the body already read), at about a third of its cost;
 - `read_response()` is `httpx.Response(status, headers=raw, content=body)` for a body that
-  arrived whole (read, closed), at about a tenth.
+  arrived whole (read, closed), at about a tenth;
+- `text_headers()` and `header_names()` read a request's headers for another HTTP library
+  without building the `(name, value)` byte pairs of `Headers.raw` first.
 
 They set the same attributes httpx's own `_prepare()` and `read()` set (`Headers._list`,
 `_content`), so they depend on httpx's internals; `tests/unit/test_httpx_objects.py` compares
@@ -23,7 +25,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["body_request", "read_response"]
+__all__ = ["body_request", "header_names", "read_response", "text_headers"]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
@@ -47,6 +49,7 @@ def body_request(
         first.append((b"Content-Length", b"content-length", b"0"))
     listed[:0] = first
     request._content = content
+    request.url = url  # the caller's (immutable) object, not a copy: transports cache by it
     return request
 
 
@@ -72,3 +75,14 @@ def read_response(
     response.is_stream_consumed = True
     response.is_closed = True
     return response
+
+
+def text_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """`[(name.decode(), value.decode()) for name, value in headers.raw]`: names as given,
+    UTF-8 (raises UnicodeDecodeError)."""
+    return [(name.decode(), value.decode()) for name, _, value in headers._list]
+
+
+def header_names(headers: httpx.Headers) -> set[bytes]:
+    """The lower-cased names in `headers`, as bytes."""
+    return {lower for _, lower, _ in headers._list}

@@ -38,6 +38,7 @@ from xcomm import (
     RetryPolicy,
     Timeout,
 )
+from xcomm._httpx_objects import body_request
 from xcomm.transports import AiohttpTransport
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.001, jitter=False)
@@ -354,6 +355,11 @@ async def test_requests_to_different_urls_on_one_transport(app: App) -> None:
                 assert response.text == "ok"
         with pytest.raises(httpx.UnsupportedProtocol):  # checked again, not taken from a cache
             await transport.handle_async_request(httpx.Request("GET", "ftp://127.0.0.1/x"))
+        hook, dup = httpx.URL(app.url("/hook")), httpx.URL(app.url("/dup"))
+        for url in [hook, dup, hook, hook, dup]:  # the same URL objects, as providers keep them
+            request = body_request("POST" if url is hook else "GET", url, httpx.Headers(), b"")
+            response = await transport.handle_async_request(request)
+            assert response.content == (b'{"id": "evt_42", "ok": true}' if url is hook else b"ok")
 
 
 async def test_the_transport_keeps_no_cookies(app: App) -> None:

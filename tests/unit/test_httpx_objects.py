@@ -14,7 +14,7 @@ import zlib
 import httpx
 import pytest
 
-from xcomm._httpx_objects import body_request, read_response
+from xcomm._httpx_objects import body_request, header_names, read_response, text_headers
 
 URL = httpx.URL("https://api.example.com:8443/2010-04-01/Accounts/AC1/Messages.json?x=1")
 TEMPLATE = httpx.Headers(
@@ -53,6 +53,10 @@ def _same_request(ours: httpx.Request, theirs: httpx.Request) -> None:
 def test_body_request_is_what_httpx_builds(method: str, content: bytes) -> None:
     ours = body_request(method, URL, TEMPLATE, content)
     _same_request(ours, httpx.Request(method, URL, headers=TEMPLATE, content=content))
+
+
+def test_body_request_keeps_the_url_object() -> None:
+    assert body_request("POST", URL, TEMPLATE, b"x").url is URL
 
 
 async def test_body_request_reads_back_asynchronously() -> None:
@@ -148,3 +152,22 @@ def test_non_ascii_header_values_decode_as_httpx_decodes_them() -> None:
     theirs = httpx.Response(200, headers=raw, content=b"")
     assert ours.headers.multi_items() == theirs.headers.multi_items()
     assert ours.headers.raw == [(k, v) for k, v in raw]
+
+
+def test_text_headers_and_names_read_what_headers_raw_holds() -> None:
+    headers = httpx.Headers(
+        [
+            (b"User-Agent", b"xcomm/1"),
+            (b"X-Name", "Zoë".encode()),
+            (b"x-dup", b"1"),
+            (b"X-Dup", b"2"),
+        ]
+    )
+    assert text_headers(headers) == [(k.decode(), v.decode()) for k, v in headers.raw]
+    assert header_names(headers) == {k.lower() for k, _ in headers.raw}
+    assert header_names(httpx.Headers()) == set()
+
+
+def test_text_headers_refuses_what_is_not_utf8() -> None:
+    with pytest.raises(UnicodeDecodeError):
+        text_headers(httpx.Headers([(b"X-Latin", b"caf\xe9")]))

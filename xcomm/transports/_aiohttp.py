@@ -42,7 +42,7 @@ from typing import Any, Self
 import httpx
 
 from xcomm._errors import ConfigurationError
-from xcomm._httpx_objects import read_response
+from xcomm._httpx_objects import header_names, read_response, text_headers
 
 try:
     import aiohttp
@@ -58,13 +58,13 @@ __all__ = ["AiohttpTransport"]
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
 
 # Headers aiohttp writes on its own when a request lacks them (httpx's transports never do).
-_AUTO = {"accept": "Accept", "accept-encoding": "Accept-Encoding", "user-agent": "User-Agent"}
-_AUTO_WITH_BODY = _AUTO | {"content-type": "Content-Type"}
+_AUTO = {b"accept": "Accept", b"accept-encoding": "Accept-Encoding", b"user-agent": "User-Agent"}
+_AUTO_WITH_BODY = _AUTO | {b"content-type": "Content-Type"}
 #: Bodies up to this size, with a Content-Length, are read before the response is returned.
 _EAGER_BODY_LIMIT = 256 * 1024
 _CONTENT_ENCODING = "Content-Encoding"
 _HTTP_VERSIONS: dict[object, bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
-#: Distinct request URLs whose yarl form is kept (an API's endpoints; ids in paths churn it).
+#: Request URL objects whose yarl form is kept (a provider's endpoints).
 _URL_CACHE_SIZE = 256
 
 
@@ -141,7 +141,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
-        self._urls: dict[str, URL] = {}
+        self._urls: dict[int, tuple[httpx.URL, URL]] = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._session else "unopened"
@@ -284,15 +284,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return release
 
     def _url(self, request: httpx.Request) -> URL:
-        """The yarl URL for `request`, checked and converted once per distinct URL."""
-        text = str(request.url)
-        url = self._urls.get(text)
-        if url is None:
-            url = _aiohttp_url(request, text)
-            if len(self._urls) >= _URL_CACHE_SIZE:
-                self._urls.clear()
-            self._urls[text] = url
-        return url
+        """The yarl URL for `request`, checked and converted once per `httpx.URL` object.
+
+        Providers build their requests on cached URLs (`HttpProvider._build_request` keeps
+        the object), so the lookup is by identity; the entry holds the object, so its id is
+        not reused while cached.
+        """
+        url = request.url
+        cached = self._urls.get(id(url))
+        if cached is not None and cached[0] is url:
+            return cached[1]
+        converted = _aiohttp_url(request, str(url))
+        if len(self._urls) >= _URL_CACHE_SIZE:
+            self._urls.clear()
+        self._urls[id(url)] = (url, converted)
+        return converted
 
     def _client_timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
         key = (connect, read)
@@ -377,12 +383,12 @@ def _request_parts(
     costs it a header copy per request).
     """
     try:
-        headers = [(k.decode(), v.decode()) for k, v in request.headers.raw]
+        headers = text_headers(request.headers)
     except UnicodeDecodeError as exc:
         raise httpx.LocalProtocolError(
             "a request header is not valid UTF-8, which aiohttp cannot send", request=request
         ) from exc
-    names = {name.lower() for name, _ in headers}
+    names = header_names(request.headers)
     try:
         content = request.content
     except httpx.RequestNotRead:  # a streaming body: aiohttp sends it chunked
@@ -393,8 +399,10 @@ def _request_parts(
     return headers, None, _skipped(names, _AUTO)
 
 
-def _skipped(names: set[str], auto: dict[str, str]) -> tuple[str, ...] | None:
-    return tuple(auto[name] for name in auto.keys() - names) or None
+def _skipped(names: set[bytes], auto: dict[bytes, str]) -> tuple[str, ...] | None:
+    if names.issuperset(auto):
+        return None
+    return tuple(header for name, header in auto.items() if name not in names)
 
 
 async def _body(stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> AsyncIterator[bytes]:
