@@ -9,7 +9,9 @@ not what is measured. In one run, interleaved round by round:
 
 - `sockets`: 32 raw keep-alive sockets writing the request bytes and reading the reply (a
   wrk-like ceiling of the sink on this machine, not an HTTP client);
-- `aiohttp`: a plain `aiohttp.ClientSession`;
+- `aiohttp`: a plain `aiohttp.ClientSession`, the form body encoded per request with
+  `urllib.parse.urlencode` (every client turns the message's fields into the body each time;
+  only `sockets` writes canned bytes);
 - `httpx`: a plain `httpx.AsyncClient` on its default transport (httpcore);
 - `httpx/AiohttpTransport`: `httpx.AsyncClient.post` on xcomm's `AiohttpTransport` (what the
   client layer costs on a fast transport);
@@ -28,6 +30,7 @@ the expected sid, and the sink's own count must match what was sent.
     python -m benchmarks.bench_http                   # 20,000 requests per contender, c=32
     python -m benchmarks.bench_http --requests 4000   # quicker
     python -m benchmarks.bench_http --out results.jsonl
+    python -m benchmarks.bench_http --only xcomm --profile xcomm.pstats   # where the time goes
 
 Output: one JSON line per result (also appended to `--out`), a table, the ratios, and the
 bars of issue 5: xcomm ≥ 0.8x aiohttp, ≥ 1.2x twilio-python, ≥ 10x default-transport httpx.
@@ -51,6 +54,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -240,7 +244,9 @@ async def raw_aiohttp(base: str) -> AsyncIterator[Send]:
     async with aiohttp.ClientSession() as session:
 
         async def send() -> None:
-            async with session.post(url, data=FORM_BODY, headers=HEADERS) as response:
+            form = {"To": FORM["To"], "From": FORM["From"], "Body": FORM["Body"]}
+            body = urlencode(form).encode("ascii")  # the message's fields, as every client does
+            async with session.post(url, data=body, headers=HEADERS) as response:
                 data = json.loads(await response.read())
                 _check(response.status, data["sid"], "aiohttp")
 
@@ -377,15 +383,22 @@ class Result:
     name: str
     concurrency: int
     rates: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # client-process CPU µs per request
     requests: int = 0
 
     @property
     def rate(self) -> float:
         return statistics.median(self.rates)
 
+    @property
+    def cpu_us(self) -> float:
+        return statistics.median(self.cpu)
 
-async def timed(send: Send, *, concurrency: int, count: int) -> float:
-    """Requests per second for `count` requests through `concurrency` worker tasks."""
+
+async def timed(send: Send, *, concurrency: int, count: int) -> tuple[float, float]:
+    """Requests per second for `count` requests through `concurrency` worker tasks, and the
+    CPU time this process spent per request (µs; the sink's is not counted), which a busy
+    machine disturbs much less than the rate."""
     remaining = count
 
     async def worker() -> None:
@@ -395,14 +408,23 @@ async def timed(send: Send, *, concurrency: int, count: int) -> float:
             await send()
 
     start = time.perf_counter()
+    cpu = time.process_time()
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker())
-    return count / (time.perf_counter() - start)
+    cpu = time.process_time() - cpu
+    return count / (time.perf_counter() - start), cpu / count * 1e6
 
 
 async def bench(
-    base: str, *, requests: int, levels: Sequence[int], rounds: int, warmup: int
+    base: str,
+    *,
+    requests: int,
+    levels: Sequence[int],
+    rounds: int,
+    warmup: int,
+    only: Sequence[str] = (),
+    profile: Path | None = None,
 ) -> tuple[list[Result], bool]:
     per_round = max(1, requests // rounds)
     results: list[Result] = []
@@ -410,7 +432,9 @@ async def bench(
     before = await served(base)
     async with contextlib.AsyncExitStack() as stack:
         sends = {
-            name: await stack.enter_async_context(make(base)) for name, make in CONTENDERS.items()
+            name: await stack.enter_async_context(make(base))
+            for name, make in CONTENDERS.items()
+            if not only or name in only
         }
         for concurrency in levels:
             level = {name: Result(name, concurrency) for name in sends}
@@ -419,9 +443,10 @@ async def bench(
                 sent += warmup
             for n in range(rounds):
                 for name, send in sends.items():
-                    level[name].rates.append(
-                        await timed(send, concurrency=concurrency, count=per_round)
-                    )
+                    with _profiled(profile):
+                        rate, cpu = await timed(send, concurrency=concurrency, count=per_round)
+                    level[name].rates.append(rate)
+                    level[name].cpu.append(cpu)
                     level[name].requests += per_round
                     sent += per_round
                 print(
@@ -432,31 +457,65 @@ async def bench(
     return results, verified
 
 
+@contextlib.contextmanager
+def _profiled(out: Path | None) -> Any:
+    """cProfile the block into `out` (stats accumulate over rounds), or do nothing."""
+    if out is None:
+        yield
+        return
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        if out.exists():
+            stats.add(str(out))
+        stats.dump_stats(out)
+
+
 # -- reporting -----------------------------------------------------------------------------------
 
 
-def report(results: list[Result], *, verified: bool, out: Path | None) -> None:
-    import twilio
+def _twilio_version() -> str | None:
+    try:
+        import twilio
+    except ImportError:
+        return None
+    return str(twilio.__version__)
 
+
+def report(results: list[Result], *, verified: bool, out: Path | None) -> None:
     common = {
         "bench": "http",
         "python": platform.python_version(),
         "httpx": httpx.__version__,
         "aiohttp": aiohttp.__version__,
-        "twilio": twilio.__version__,
+        "twilio": _twilio_version(),
         "git": git_hash(),
     }
     by_key = {(r.name, r.concurrency): r for r in results}
+
+    def xcomm_vs(name: str, c: int) -> float | None:
+        xcomm = by_key.get(("xcomm", c))
+        return None if xcomm is None else xcomm.rate / by_key[(name, c)].rate
+
     lines = []
     for r in results:
+        ratio = xcomm_vs(r.name, r.concurrency)
         line: dict[str, Any] = {
             "name": r.name,
             "concurrency": r.concurrency,
             "requests": r.requests,
             "req_per_s": round(r.rate, 1),
             "rounds": [round(x, 1) for x in r.rates],
+            "cpu_us_per_req": round(r.cpu_us, 1),
             "verified": verified,
-            "xcomm_vs": round(by_key[("xcomm", r.concurrency)].rate / r.rate, 3),
+            "xcomm_vs": None if ratio is None else round(ratio, 3),
         }
         lines.append(json.dumps(line | common))
     print("\n".join(lines))
@@ -466,12 +525,15 @@ def report(results: list[Result], *, verified: bool, out: Path | None) -> None:
             f.write("\n".join(lines) + "\n")
 
     levels = sorted({r.concurrency for r in results})
+    names = [name for name in CONTENDERS if any(r.name == name for r in results)]
     header = ["contender"]
-    header += [f"c={c} req/s" for c in levels] + [f"c={c} xcomm is" for c in levels]
+    header += [f"c={c} req/s" for c in levels] + [f"c={c} CPU µs/req" for c in levels]
+    header += [f"c={c} xcomm is" for c in levels]
     rows = [header]
-    for name in CONTENDERS:
+    for name in names:
         row = [name] + [f"{by_key[(name, c)].rate:,.0f}" for c in levels]
-        row += [f"{by_key[('xcomm', c)].rate / by_key[(name, c)].rate:.2f}x" for c in levels]
+        row += [f"{by_key[(name, c)].cpu_us:,.0f}" for c in levels]
+        row += [f"{ratio:.2f}x" if (ratio := xcomm_vs(name, c)) else "-" for c in levels]
         rows.append(row)
     print()
     print(
@@ -481,11 +543,10 @@ def report(results: list[Result], *, verified: bool, out: Path | None) -> None:
     )
     print_table(rows)
     for c in levels:
-        xcomm = by_key[("xcomm", c)].rate
         for peer, bar in BARS:
-            ratio = xcomm / by_key[(peer, c)].rate
-            verdict = "met" if ratio >= bar else "MISSED"
-            print(f"bar c={c}: xcomm >= {bar}x {peer}: {ratio:.2f}x -> {verdict}")
+            if (peer, c) in by_key and (ratio := xcomm_vs(peer, c)) is not None:
+                verdict = "met" if ratio >= bar else "MISSED"
+                print(f"bar c={c}: xcomm >= {bar}x {peer}: {ratio:.2f}x -> {verdict}")
     if not verified:
         print("WARNING: the sink's request count does not match what was sent")
 
@@ -505,7 +566,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated worker counts (default 32)",
     )
     parser.add_argument("--out", type=Path, default=None, help="append the JSON lines here")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--only",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        default=[],
+        help=f"comma-separated contenders to run (default all: {', '.join(CONTENDERS)})",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="cProfile the timed rounds into this pstats file (use with --only xcomm)",
+    )
+    args = parser.parse_args(argv)
+    if unknown := sorted(set(args.only) - set(CONTENDERS)):
+        parser.error(
+            f"unknown contender(s) {', '.join(unknown)}; pick from {', '.join(CONTENDERS)}"
+        )
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -520,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 levels=args.concurrency,
                 rounds=args.rounds,
                 warmup=args.warmup,
+                only=args.only,
+                profile=args.profile,
             )
         )
     report(results, verified=verified, out=args.out)

@@ -28,6 +28,7 @@ import email.utils
 import functools
 import logging
 import math
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -55,6 +56,7 @@ from xcomm._errors import (
     ServiceUnavailable,
     ValidationError,
 )
+from xcomm._httpx_objects import body_request
 from xcomm._logging import redact, redact_url
 from xcomm._provider import Provider
 
@@ -90,7 +92,6 @@ def _timeout_extension(timeout: Timeout) -> dict[str, float | None]:
 
 
 _json_encoder = msgspec.json.Encoder()
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def encode_json(value: object) -> bytes:
@@ -99,8 +100,36 @@ def encode_json(value: object) -> bytes:
 
 
 def encode_form(fields: Mapping[str, object] | Sequence[tuple[str, object]]) -> bytes:
-    """`fields` as an `application/x-www-form-urlencoded` body (sequences repeat the key)."""
-    return urlencode(fields, doseq=True).encode("ascii")
+    """`fields` as an `application/x-www-form-urlencoded` body (sequences repeat the key).
+
+    The same bytes as `urlencode(fields, doseq=True)`, at under half its cost for the usual
+    text fields (other values go through `urlencode` itself).
+    """
+    items = fields.items() if isinstance(fields, Mapping) else fields
+    parts = []
+    for key, value in items:
+        if type(key) is str and type(value) is str:
+            parts.append(_form_escape(key) + "=" + _form_escape(value))
+        elif encoded := urlencode([(key, value)], doseq=True):
+            parts.append(encoded)
+    return "&".join(parts).encode("ascii")
+
+
+_FORM_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-~ ]")  # what `quote_plus` escapes, but the space
+_FORM_ESCAPES = {chr(byte): f"%{byte:02X}" for byte in range(256)}
+
+
+def _form_escape_char(match: re.Match[str]) -> str:
+    return _FORM_ESCAPES[match.group()]
+
+
+def _form_escape(text: str) -> str:
+    """`quote_plus(text)`: UTF-8, unreserved characters as they are, space as `+`."""
+    if not text.isascii():
+        text = text.encode("utf-8").decode("latin-1")  # one character per UTF-8 byte
+    if _FORM_UNSAFE.search(text) is not None:
+        text = _FORM_UNSAFE.sub(_form_escape_char, text)
+    return text.replace(" ", "+")
 
 
 def json_object(response: httpx.Response, *, provider: str, service: str) -> dict[str, Any]:
@@ -177,6 +206,8 @@ def rate_limit_pause(headers: httpx.Headers, *, wall_now: float | None = None) -
     Reads `X-RateLimit-Remaining` with `X-RateLimit-Reset-After` (Discord), `X-RateLimit-Reset`
     (epoch seconds or a delta), and the IETF `RateLimit-Remaining`/`RateLimit-Reset` pair.
     """
+    if b"ratelimit-remaining" not in b"\n".join([key for key, _ in headers.raw]).lower():
+        return None  # the usual answer, found in one pass instead of two lookups
     remaining = _header_float(headers, "x-ratelimit-remaining", "ratelimit-remaining")
     if remaining is None or remaining > 0:
         return None
@@ -362,35 +393,17 @@ class HttpProvider(Provider):
 
         reauthorized = False
 
-        async def send(number: int) -> httpx.Response:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s %s attempt=%d headers=%s",
-                    self.name,
-                    request.method,
-                    redact_url(str(request.url)),
-                    number,
-                    redact(dict(request.headers)),
-                )
-            if self._concurrency is None:
-                return await self._round_trip(request)
-            if slots <= 1:
-                async with self._concurrency:
-                    return await self._round_trip(request)
-            async with hold(self._concurrency, slots):
-                return await self._round_trip(request)
-
         async def attempt(number: int) -> httpx.Response:
             nonlocal reauthorized
             auth = self.auth if authenticate else None
             if auth is not None:
                 await auth.apply(request)
-            response = await send(number)
+            response = await self._round_trip(request, number, slots)
             if response.status_code == 401 and auth is not None and not reauthorized:
                 reauthorized = True  # one refresh and one retry per call, never a loop
                 if await auth.on_unauthorized(request):
                     await auth.apply(request)
-                    response = await send(number)
+                    response = await self._round_trip(request, number, slots)
             pause = rate_limit_pause(response.headers)
             if pause and self._limiter is not None:
                 self._limiter.penalize(pause)
@@ -401,10 +414,28 @@ class HttpProvider(Provider):
 
         return await self._call(operation, attempt, cost=cost)
 
-    async def _round_trip(self, request: httpx.Request) -> httpx.Response:
-        """`_send()` with transport failures mapped to xcomm errors."""
+    async def _round_trip(
+        self, request: httpx.Request, number: int, slots: int = 1
+    ) -> httpx.Response:
+        """`_send()` holding `slots` places of the concurrency bound, transport failures
+        mapped to xcomm errors."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s %s attempt=%d headers=%s",
+                self.name,
+                request.method,
+                redact_url(str(request.url)),
+                number,
+                redact(dict(request.headers)),
+            )
         try:
-            return await self._send(request)
+            if self._concurrency is None:
+                return await self._send(request)
+            if slots <= 1:
+                async with self._concurrency:
+                    return await self._send(request)
+            async with hold(self._concurrency, slots):
+                return await self._send(request)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             mapped = map_transport_error(exc, provider=self.name)
             if mapped is None:
@@ -426,10 +457,11 @@ class HttpProvider(Provider):
             return response
         response = await transport.handle_async_request(request)
         response.request = request
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()  # a no-op after a full read; releases a failed one
+        if not response.is_closed:  # AiohttpTransport hands small replies over already read
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()  # a no-op after a full read; releases a failed one
         return response
 
     def _headers(self, *parts: Mapping[str, str] | None) -> httpx.Headers:
@@ -448,17 +480,11 @@ class HttpProvider(Provider):
     ) -> httpx.Request:
         """An `httpx.Request` from prepared parts: a cached URL and headers from `_headers()`.
 
-        Adds `Host` and `Content-Length` as `httpx.Request(content=...)` would, at a third of
-        its cost (the body is known, so httpx's content encoding is skipped). The timeout is
-        set by `_request()`.
+        The same request as `httpx.Request(method, url, headers=headers, content=content)`
+        (Host and Content-Length added, the body readable as `request.content`), at a third
+        of its cost. The timeout is set by `_request()`.
         """
-        request = httpx.Request(method, url, headers=headers, stream=httpx.ByteStream(content))
-        if "host" not in headers:
-            request.headers["Host"] = url.netloc.decode("ascii")
-        if content or request.method in _BODY_METHODS:
-            request.headers["Content-Length"] = str(len(content))
-        request.read()  # `request.content` is available, as for any built request
-        return request
+        return body_request(method, url, headers, content)
 
 
 _multi_locks: weakref.WeakKeyDictionary[anyio.CapacityLimiter, anyio.Lock] = (

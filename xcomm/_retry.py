@@ -99,8 +99,11 @@ async def run_attempts(
     tenacity as attempt 1, so waits, numbering and the stop rule are tenacity's throughout.
     """
     try:
-        return await _attempt_once(attempt, 1, limiter, cost), 1
+        if limiter is not None:
+            await limiter.acquire(cost)
+        return await attempt(1), 1
     except BaseException as exc:
+        _feed_back(exc, limiter)
         if policy.max_attempts == 1 or not is_retryable(exc, policy):
             raise
         first_error = exc
@@ -124,6 +127,11 @@ async def _attempt_once(
     try:
         return await attempt(number)
     except RateLimitError as exc:
-        if limiter is not None and exc.retry_after:
-            limiter.penalize(exc.retry_after)
+        _feed_back(exc, limiter)
         raise
+
+
+def _feed_back(exc: BaseException, limiter: Limiter | None) -> None:
+    """A throttle's `retry_after` pauses the limiter for everyone sharing it."""
+    if limiter is not None and isinstance(exc, RateLimitError) and exc.retry_after:
+        limiter.penalize(exc.retry_after)

@@ -38,6 +38,7 @@ from xcomm import (
     RetryPolicy,
     Timeout,
 )
+from xcomm._httpx_objects import body_request
 from xcomm.transports import AiohttpTransport
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff=0.001, jitter=False)
@@ -322,6 +323,45 @@ async def test_gzip_is_decoded_once_by_httpx(app: App) -> None:
     assert response.json() == {"id": "zipped"}
 
 
+@pytest.mark.parametrize("path", ["/hook", "/gzip", "/dup"])
+async def test_a_small_reply_comes_back_read_as_httpx_would_build_it(app: App, path: str) -> None:
+    method = "POST" if path == "/hook" else "GET"
+    async with AiohttpTransport() as transport:
+        response = await transport.handle_async_request(httpx.Request(method, app.url(path)))
+    expected = httpx.Response(
+        response.status_code,
+        headers=response.headers.raw,
+        content=response.content if path != "/gzip" else gzip.compress(response.content),
+    )
+    assert response.is_closed and response.is_stream_consumed
+    assert response.content == expected.content
+    assert response.text == expected.text
+    assert response.headers.raw == expected.headers.raw
+    assert await response.aread() == expected.content
+    assert [chunk async for chunk in response.aiter_bytes()] == [expected.content]
+    assert response.http_version == "HTTP/1.1"
+    await response.aclose()
+
+
+async def test_requests_to_different_urls_on_one_transport(app: App) -> None:
+    async with AiohttpTransport() as transport:
+        for path in ["/dup", "/hook", "/dup", "/gzip", "/hook"]:
+            method = "POST" if path == "/hook" else "GET"
+            response = await transport.handle_async_request(httpx.Request(method, app.url(path)))
+            assert response.status_code == 200
+            if path == "/hook":
+                assert response.json() == {"id": "evt_42", "ok": True}
+            if path == "/dup":
+                assert response.text == "ok"
+        with pytest.raises(httpx.UnsupportedProtocol):  # checked again, not taken from a cache
+            await transport.handle_async_request(httpx.Request("GET", "ftp://127.0.0.1/x"))
+        hook, dup = httpx.URL(app.url("/hook")), httpx.URL(app.url("/dup"))
+        for url in [hook, dup, hook, hook, dup]:  # the same URL objects, as providers keep them
+            request = body_request("POST" if url is hook else "GET", url, httpx.Headers(), b"")
+            response = await transport.handle_async_request(request)
+            assert response.content == (b'{"id": "evt_42", "ok": true}' if url is hook else b"ok")
+
+
 async def test_the_transport_keeps_no_cookies(app: App) -> None:
     """Cookies are the client's business; the transport must not replay them on its own."""
     async with AiohttpTransport() as transport:
@@ -348,6 +388,48 @@ async def test_streaming_request_body_is_sent_chunked(app: App) -> None:
     [(raw, received)] = app.requests
     assert received == b'{"part": "one"}'
     assert (b"Transfer-Encoding", b"chunked") in raw
+
+
+async def _stream(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+@pytest.mark.parametrize(
+    "body",
+    [lambda: b"payload", lambda: _stream(b"pay", b"load")],
+    ids=["bytes", "stream"],
+)
+async def test_aiohttp_adds_no_headers_of_its_own(
+    app: App, body: Callable[[], bytes | AsyncIterator[bytes]]
+) -> None:
+    """As httpx's transport: no User-Agent, Accept, Accept-Encoding or Content-Type unless
+    the request has them."""
+    async with AiohttpTransport() as transport:
+        response = await transport.handle_async_request(
+            httpx.Request("POST", app.url("/hook"), content=body())
+        )
+        await response.aread()
+    [(raw, received)] = app.requests
+    names = {name.decode().lower() for name, _ in raw}
+    assert received == b"payload"
+    assert not names & {"user-agent", "accept", "accept-encoding", "content-type"}
+
+
+async def test_the_requests_own_headers_are_sent_once_each(app: App) -> None:
+    headers = {
+        "User-Agent": "agent/1",
+        "Accept": "text/plain",
+        "Accept-Encoding": "identity",
+        "Content-Type": "text/csv",
+    }
+    async with AiohttpTransport() as transport:
+        request = httpx.Request("POST", app.url("/hook"), headers=headers, content=b"a,b")
+        await (await transport.handle_async_request(request)).aread()
+    [(raw, _)] = app.requests
+    sent = [(name.decode().lower(), value.decode()) for name, value in raw]
+    for name, value in headers.items():
+        assert [v for n, v in sent if n == name.lower()] == [value]
 
 
 async def test_a_streamed_response_releases_its_slot_when_closed(app: App) -> None:

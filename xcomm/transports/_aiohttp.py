@@ -42,6 +42,7 @@ from typing import Any, Self
 import httpx
 
 from xcomm._errors import ConfigurationError
+from xcomm._httpx_objects import header_names, read_response, text_headers
 
 try:
     import aiohttp
@@ -56,11 +57,15 @@ __all__ = ["AiohttpTransport"]
 #: The same defaults as httpx's own transport (and xcomm's `Limits`).
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
 
-# httpx (the client above us) already writes these; aiohttp must not add its own versions.
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# Headers aiohttp writes on its own when a request lacks them (httpx's transports never do).
+_AUTO = {b"accept": "Accept", b"accept-encoding": "Accept-Encoding", b"user-agent": "User-Agent"}
+_AUTO_WITH_BODY = _AUTO | {b"content-type": "Content-Type"}
 #: Bodies up to this size, with a Content-Length, are read before the response is returned.
 _EAGER_BODY_LIMIT = 256 * 1024
-_HTTP_VERSIONS: dict[tuple[int, ...], bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+_CONTENT_ENCODING = "Content-Encoding"
+_HTTP_VERSIONS: dict[object, bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+#: Request URL objects whose yarl form is kept (a provider's endpoints).
+_URL_CACHE_SIZE = 256
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -136,6 +141,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._urls: dict[int, tuple[httpx.URL, URL]] = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._session else "unopened"
@@ -160,7 +166,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
             trust_env=self._trust_env,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -200,9 +205,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise RuntimeError(
                 "an AiohttpTransport is bound to the event loop of its first request"
             )
-        url = _aiohttp_url(request)
+        url = self._url(request)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        headers, data = _request_parts(request)
+        headers, data, skip = _request_parts(request)
         release = await self._acquire_slot(timeouts.get("pool"), request)
         try:
             try:
@@ -211,6 +216,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     url,
                     headers=headers,
                     data=data,
+                    skip_auto_headers=skip,
                     allow_redirects=False,
                     timeout=self._client_timeout(timeouts.get("connect"), timeouts.get("read")),
                     server_hostname=request.extensions.get("sni_hostname"),
@@ -218,7 +224,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise _translate(exc, request) from exc
             extensions = {
-                "http_version": _HTTP_VERSIONS.get(tuple(response.version or ()), b"HTTP/1.1"),
+                "http_version": _HTTP_VERSIONS.get(response.version, b"HTTP/1.1"),
                 "reason_phrase": (response.reason or "").encode("ascii", "replace"),
             }
             length = response.content_length
@@ -232,11 +238,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 finally:
                     response.release()
                     release()
-                return httpx.Response(
-                    status_code=response.status,
-                    headers=list(response.raw_headers),
-                    content=body,
-                    extensions=extensions,
+                return read_response(
+                    response.status,
+                    response.raw_headers,
+                    body,
+                    extensions,
+                    encoded=_CONTENT_ENCODING in response.headers,
                 )
             return httpx.Response(
                 status_code=response.status,
@@ -275,6 +282,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 slots.release()
 
         return release
+
+    def _url(self, request: httpx.Request) -> URL:
+        """The yarl URL for `request`, checked and converted once per `httpx.URL` object.
+
+        Providers build their requests on cached URLs (`HttpProvider._build_request` keeps
+        the object), so the lookup is by identity; the entry holds the object, so its id is
+        not reused while cached.
+        """
+        url = request.url
+        cached = self._urls.get(id(url))
+        if cached is not None and cached[0] is url:
+            return cached[1]
+        converted = _aiohttp_url(request, str(url))
+        if len(self._urls) >= _URL_CACHE_SIZE:
+            self._urls.clear()
+        self._urls[id(url)] = (url, converted)
+        return converted
 
     def _client_timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
         key = (connect, read)
@@ -332,7 +356,7 @@ def _nothing() -> None:
     return None
 
 
-def _aiohttp_url(request: httpx.Request) -> URL:
+def _aiohttp_url(request: httpx.Request, text: str) -> URL:
     url = request.url
     if url.scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(
@@ -344,23 +368,41 @@ def _aiohttp_url(request: httpx.Request) -> URL:
     if not url.host:
         raise httpx.UnsupportedProtocol("Request URL has no host.", request=request)
     # httpx has already percent-encoded the URL; tell yarl not to encode it again.
-    return URL(str(url), encoded=True)
+    return URL(text, encoded=True)
 
 
-def _request_parts(request: httpx.Request) -> tuple[list[tuple[str, str]], Any]:
-    """aiohttp's headers and body for `request` (raw header bytes kept: aiohttp writes UTF-8)."""
+def _request_parts(
+    request: httpx.Request,
+) -> tuple[list[tuple[str, str]], Any, tuple[str, ...] | None]:
+    """aiohttp's headers, body and `skip_auto_headers` for `request`.
+
+    Raw header bytes are kept (aiohttp writes UTF-8). aiohttp adds Accept, Accept-Encoding,
+    User-Agent and, with a body, Content-Type when a request lacks them, and httpx's own
+    transport adds nothing; the ones this request lacks are named in `skip_auto_headers`.
+    A request from the pipeline has them all, so aiohttp takes its fast path (skipping
+    costs it a header copy per request).
+    """
     try:
-        headers = [(k.decode(), v.decode()) for k, v in request.headers.raw]
+        headers = text_headers(request.headers)
     except UnicodeDecodeError as exc:
         raise httpx.LocalProtocolError(
             "a request header is not valid UTF-8, which aiohttp cannot send", request=request
         ) from exc
+    names = header_names(request.headers)
     try:
         content = request.content
     except httpx.RequestNotRead:  # a streaming body: aiohttp sends it chunked
         chunked = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
-        return chunked, _body(request.stream)
-    return headers, content or None
+        return chunked, _body(request.stream), _skipped(names, _AUTO_WITH_BODY)
+    if content:
+        return headers, content, _skipped(names, _AUTO_WITH_BODY)
+    return headers, None, _skipped(names, _AUTO)
+
+
+def _skipped(names: set[bytes], auto: dict[bytes, str]) -> tuple[str, ...] | None:
+    if names.issuperset(auto):
+        return None
+    return tuple(header for name, header in auto.items() if name not in names)
 
 
 async def _body(stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> AsyncIterator[bytes]:
