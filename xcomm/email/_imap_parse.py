@@ -183,13 +183,17 @@ def fetch_records(data: bytes) -> Iterator[dict[str, Token]]:
                 continue
         body, pos = tokenize(data, pos, one=True)
         if body and isinstance(body[0], list):
-            items = body[0]
-            record: dict[str, Token] = {}
-            for i in range(0, len(items) - 1, 2):
-                key = items[i]
-                if isinstance(key, bytes):
-                    record[key.decode("ascii", "replace").upper()] = items[i + 1]
-            yield record
+            yield _record(body[0])
+
+
+def _record(items: list[Token]) -> dict[str, Token]:
+    """A FETCH record's `(KEY value ...)` list as {"KEY": value} (keys upper-cased)."""
+    record: dict[str, Token] = {}
+    for i in range(0, len(items) - 1, 2):
+        key = items[i]
+        if isinstance(key, bytes):
+            record[key.decode("ascii", "replace").upper()] = items[i + 1]
+    return record
 
 
 _FETCH_HEAD = re.compile(rb"[ \t\r\n]*+[0-9]++[ \t\r\n]++(?:FETCH|fetch)(?=[ \t\r\n()\"{])")
