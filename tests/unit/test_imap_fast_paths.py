@@ -8,6 +8,7 @@ around them (which must come out the same either way).
   reader it replaced (`imap_reference.py`);
 - header blocks read in one pass against the line-by-line reader;
 - `Name <a@b>` address lists against `email.utils.getaddresses`;
+- RFC 2047 Q-encoded words decoded by `binascii` against the `=XX` substitution;
 - RFC 5322 dates against `email.utils.parsedate_to_datetime`, and INTERNALDATE against
   `datetime.strptime`.
 """
@@ -25,9 +26,11 @@ from xcomm.email._headers import (
     _CLEAN_BLOCK,
     _clean_header_block,
     _header_lines,
+    _q_bytes,
     _rfc5322_date,
     _simple_addresses,
     _stdlib_date,
+    _word_bytes,
     parse_addresses,
     parse_date,
     parse_header_block,
@@ -203,6 +206,25 @@ def test_the_usual_address_shapes_take_the_fast_path() -> None:
         assert _simple_addresses(value) == getaddresses([value])
     assert _simple_addresses("a@b.c (comment)") is None
     assert _simple_addresses("group: a@b.c;") is None
+
+
+# -- encoded words ----------------------------------------------------------------------------
+
+Q_TEXT = st.lists(
+    st.sampled_from(
+        [chr(c) for c in range(33, 127) if chr(c) != "?"]
+        + ["=C3", "=a9", "=3D", "=5F", "=20", "=00", "=FF", "=0D", "=", "é", "\x01"]
+    ),
+    max_size=20,
+).map("".join)
+
+
+@FUZZ
+@given(Q_TEXT)
+@example("=230_quarterly_notes_Gr=C3=BC=C3=9Fe")
+@example("caf=E9=")
+def test_q_words_are_decoded_as_by_the_escape_substitution(text: str) -> None:
+    assert _word_bytes("Q", text) == _q_bytes(text.encode("ascii", "replace"))
 
 
 # -- dates ------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ _WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 _ANGLE_ID = re.compile(r"<[^<>\s]*>")
 _Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
+_STRAY_EQUALS = re.compile(rb"=(?![0-9A-Fa-f]{2})")
 _B64_TEXT = re.compile(rb"^[A-Za-z0-9+/]*=*$")
 
 
@@ -59,13 +60,20 @@ def decode_text(raw: bytes, charset: str | None) -> str:
 def _word_bytes(encoding: str, text: str) -> bytes | None:
     data = text.encode("ascii", "replace")
     if encoding in "Qq":
-        return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), data.replace(b"_", b" "))
+        if _STRAY_EQUALS.search(data) is None:  # every "=" escapes a byte: binascii agrees
+            return binascii.a2b_qp(data, header=True)
+        return _q_bytes(data)
     if not _B64_TEXT.match(data):
         return None
     try:
         return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
     except binascii.Error:
         return None
+
+
+def _q_bytes(data: bytes) -> bytes:
+    """Q-encoded text: `_` is a space, `=XX` a byte, any other `=` is kept."""
+    return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), data.replace(b"_", b" "))
 
 
 def decode_words(value: str) -> str:
@@ -249,10 +257,16 @@ def zoned_datetime(found: re.Match[str]) -> datetime | None:
     try:
         return datetime(
             int(year), MONTHS[month], int(day), int(hour), int(minute), int(second or 0),
-            tzinfo=timezone(timedelta(seconds=-offset if sign == "-" else offset)),
+            tzinfo=_zone(-offset if sign == "-" else offset),
         )  # fmt: skip
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(seconds: int) -> timezone:
+    """The fixed-offset zone (one object per offset: mail comes from few zones)."""
+    return timezone(timedelta(seconds=seconds))
 
 
 def _stdlib_date(value: str) -> datetime | None:

@@ -31,7 +31,6 @@ __all__ = [
 
 Token = Union[bytes, None, list["Token"]]  # noqa: UP007 (a recursive alias needs Union)
 
-_SPACE = b" \t\r\n"
 _ATOM_END = b' \t\r\n()"{'
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n")
 _MAX_DEPTH = 64  # deeper nesting is dropped, not recursed into
