@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from xcomm.email._headers import (
+    MONTHS,
     decode_text,
     decode_transfer,
     decode_words,
@@ -19,8 +20,15 @@ from xcomm.email._headers import (
     parse_addresses,
     parse_date,
     parse_header_block,
+    zoned_datetime,
 )
-from xcomm.email._imap_parse import Token, body_parts, fetch_records, parse_bodystructure
+from xcomm.email._imap_parse import (
+    BodyPart,
+    Token,
+    body_parts,
+    fetch_records,
+    parse_bodystructure,
+)
 from xcomm.email._message import AttachmentInfo, PartRef, ReceivedMessage
 
 __all__ = [
@@ -67,10 +75,26 @@ def _flags(token: Token) -> tuple[str, ...]:
 def _internaldate(token: Token) -> datetime | None:
     if not isinstance(token, bytes):
         return None
+    when = _usual_internaldate(token)
+    if when is not None:
+        return when
     try:
         return datetime.strptime(token.decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def _usual_internaldate(token: bytes) -> datetime | None:
+    """An INTERNALDATE as servers write it (`21-Nov-2026 23:17:54 +0000`), read without
+    strptime; None for any other shape or an out-of-range field, which strptime reads."""
+    found = _INTERNALDATE.fullmatch(token.decode("latin-1"))
+    return None if found is None else zoned_datetime(found)
+
+
+_INTERNALDATE = re.compile(
+    r" ?([0-9]{1,2})-(" + "|".join(MONTHS) + r")-([0-9]{4}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-5][0-9])"
+)
 
 
 def _int(token: Token) -> int:
@@ -88,20 +112,6 @@ def message_from_record(
     fields = parse_header_block(header if isinstance(header, bytes) else b"")
     senders = parse_addresses(fields.get("from"))
     text, html, attached = body_parts(parse_bodystructure(record.get("BODYSTRUCTURE")))
-
-    def ref(part: object) -> PartRef | None:
-        if part is None:
-            return None
-        from xcomm.email._imap_parse import BodyPart
-
-        assert isinstance(part, BodyPart)
-        return PartRef(
-            section=part.section,
-            encoding=part.encoding,
-            charset=part.params.get("charset"),
-            size=part.size,
-        )
-
     ids = message_ids(fields.get("message-id"))
     return ReceivedMessage(
         uid=uid,
@@ -133,9 +143,18 @@ def message_from_record(
             for p in attached
         ),
         headers=fields,
-        text_part=ref(text),
-        html_part=ref(html),
+        text_part=_ref(text),
+        html_part=_ref(html),
     )
+
+
+def _ref(part: BodyPart | None) -> PartRef | None:
+    if part is None:
+        return None
+    return PartRef(
+        section=part.section, encoding=part.encoding, charset=part.params.get("charset"),
+        size=part.size,
+    )  # fmt: skip
 
 
 def messages_from_fetch(

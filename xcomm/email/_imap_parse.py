@@ -31,7 +31,6 @@ __all__ = [
 
 Token = Union[bytes, None, list["Token"]]  # noqa: UP007 (a recursive alias needs Union)
 
-_SPACE = b" \t\r\n"
 _ATOM_END = b' \t\r\n()"{'
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n")
 _MAX_DEPTH = 64  # deeper nesting is dropped, not recursed into
@@ -50,65 +49,100 @@ def tokenize(data: bytes, pos: int = 0, *, one: bool = False) -> tuple[list[Toke
 
     With `one=True`, stops after the first complete top-level value. Returns the values
     and the position after them. Unbalanced input closes what is open at the end.
+
+    One regular-expression match per token; a literal is sliced out whole. The rare
+    shapes the expression leaves out (escapes in a string, nested or unclosed `[`, a `{`
+    that opens no literal) go through `_odd_token`.
     """
     stack: list[list[Token]] = [[]]
+    top = stack[0]
     n = len(data)
-    while pos < n:
-        c = data[pos]
-        if c in _SPACE:
-            pos += 1
-            continue
-        if c == 0x28:  # (
-            pos += 1
+    scan = _TOKEN.match
+    while True:
+        found = scan(data, pos)
+        if found is None:  # only whitespace is left
+            return stack[0], max(pos, n)
+        kind = found.lastindex
+        pos = found.end()
+        if kind == _ATOM:
+            atom = found.group(_ATOM)
+            top.append(None if atom in _NIL else atom)
+        elif kind == _STRING:
+            top.append(found.group(_STRING))
+        elif kind == _OPEN:
             if len(stack) > _MAX_DEPTH:
-                depth, pos = 1, pos  # skip the whole list
-                while pos < n and depth:
-                    depth += {0x28: 1, 0x29: -1}.get(data[pos], 0)
-                    pos += 1
+                pos = _skip_list(data, pos)
                 continue
             new: list[Token] = []
-            stack[-1].append(new)
+            top.append(new)
             stack.append(new)
+            top = new
             continue
-        if c == 0x29:  # )
-            pos += 1
+        elif kind == _CLOSE:
             if len(stack) > 1:
                 stack.pop()
+                top = stack[-1]
                 if one and len(stack) == 1:
-                    return stack[0], pos
+                    return top, pos
             continue
-        if c == 0x22:  # "
-            value, pos = _quoted(data, pos + 1)
-            stack[-1].append(value)
-        elif c == 0x7B:  # {
-            match = _LITERAL.match(data, pos)
-            if match is None:
-                end = pos + 1
-                while end < n and data[end] not in _ATOM_END:
-                    end += 1
-                stack[-1].append(data[pos:end])
-                pos = end
-            else:
-                start = match.end()
-                pos = min(n, start + int(match.group(1)))
-                stack[-1].append(data[start:pos])
+        elif kind == _LITERAL_AT:
+            start = pos
+            pos = min(n, start + int(found.group(_LITERAL_AT)))
+            top.append(data[start:pos])
         else:
-            end, depth = pos, 0
-            while end < n:
-                b = data[end]
-                if b == 0x5B:  # [ ... ] may hold spaces and parentheses
-                    depth += 1
-                elif b == 0x5D and depth:
-                    depth -= 1
-                elif (not depth and b in _ATOM_END) or (depth and b in b"\r\n"):
-                    break
-                end += 1
-            atom = data[pos:end]
-            stack[-1].append(None if atom.upper() == b"NIL" else atom)
-            pos = max(end, pos + 1)
+            value, pos = _odd_token(data, found.start(_ODD))
+            top.append(value)
         if one and len(stack) == 1:
-            return stack[0], pos
-    return stack[0], pos
+            return top, pos
+
+
+_TOKEN = re.compile(
+    rb"[ \t\r\n]*+(?:"
+    rb"((?:[^ \t\r\n()\"{\[]++|\[[^\[\]\r\n]*+\])++)(?!\[)"  # an atom, `[...]` sections in it
+    rb'|"([^"\\\r\n]*+)"'  # a string without escapes
+    rb"|(\()"
+    rb"|(\))"
+    rb"|\{(\d+)\+?\}\r?\n"  # a literal: its size
+    rb"|(.)"  # anything else: `_odd_token`
+    rb")",
+    re.DOTALL,
+)
+_ATOM, _STRING, _OPEN, _CLOSE, _LITERAL_AT, _ODD = range(1, 7)
+_NIL = frozenset({b"NIL", b"NIl", b"NiL", b"Nil", b"nIL", b"nIl", b"niL", b"nil"})
+
+
+def _skip_list(data: bytes, pos: int) -> int:
+    """The position after the list opened just before `pos` (too deep to be kept)."""
+    depth, n = 1, len(data)
+    while pos < n and depth:
+        depth += {0x28: 1, 0x29: -1}.get(data[pos], 0)
+        pos += 1
+    return pos
+
+
+def _odd_token(data: bytes, pos: int) -> tuple[bytes, int]:
+    """A string with escapes, an atom with nested or unclosed `[`, or a `{` that opens no
+    literal (kept as an atom up to the next delimiter)."""
+    n = len(data)
+    c = data[pos]
+    if c == 0x22:  # "
+        return _quoted(data, pos + 1)
+    if c == 0x7B:  # {
+        end = pos + 1
+        while end < n and data[end] not in _ATOM_END:
+            end += 1
+        return data[pos:end], end
+    end, depth = pos, 0
+    while end < n:
+        b = data[end]
+        if b == 0x5B:  # [ ... ] may hold spaces and parentheses
+            depth += 1
+        elif b == 0x5D and depth:
+            depth -= 1
+        elif (not depth and b in _ATOM_END) or (depth and b in b"\r\n"):
+            break
+        end += 1
+    return data[pos:end], end
 
 
 def _quoted(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -132,23 +166,36 @@ def fetch_records(data: bytes) -> Iterator[dict[str, Token]]:
     """Each `N FETCH (KEY value ...)` record in `data` as {"UID": b"5", "FLAGS": [...], ...}
     (keys upper-cased; `BODY[...]` keys as sent, upper-cased). Other lines are skipped."""
     pos, n = 0, len(data)
+    head = _FETCH_HEAD.match
     while pos < n:
-        values, pos = tokenize(data, pos, one=True)
-        if not values:
-            continue
-        if len(values) == 1 and isinstance(values[0], bytes) and values[0].isdigit():
+        found = head(data, pos)
+        if found is not None:  # the usual `N FETCH `, read without tokenizing it
+            pos = found.end()
+        else:
+            values, pos = tokenize(data, pos, one=True)
+            if not values:
+                continue
+            if not (len(values) == 1 and isinstance(values[0], bytes) and values[0].isdigit()):
+                continue
             kind, pos = tokenize(data, pos, one=True)
             if kind != [b"FETCH"] and kind != [b"fetch"]:
                 continue
-            body, pos = tokenize(data, pos, one=True)
-            if body and isinstance(body[0], list):
-                items = body[0]
-                record: dict[str, Token] = {}
-                for i in range(0, len(items) - 1, 2):
-                    key = items[i]
-                    if isinstance(key, bytes):
-                        record[key.decode("ascii", "replace").upper()] = items[i + 1]
-                yield record
+        body, pos = tokenize(data, pos, one=True)
+        if body and isinstance(body[0], list):
+            yield _record(body[0])
+
+
+def _record(items: list[Token]) -> dict[str, Token]:
+    """A FETCH record's `(KEY value ...)` list as {"KEY": value} (keys upper-cased)."""
+    record: dict[str, Token] = {}
+    for i in range(0, len(items) - 1, 2):
+        key = items[i]
+        if isinstance(key, bytes):
+            record[key.decode("ascii", "replace").upper()] = items[i + 1]
+    return record
+
+
+_FETCH_HEAD = re.compile(rb"[ \t\r\n]*+[0-9]++[ \t\r\n]++(?:FETCH|fetch)(?=[ \t\r\n()\"{])")
 
 
 # -- BODYSTRUCTURE ----------------------------------------------------------------------------
