@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -207,7 +207,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 "an AiohttpTransport is bound to the event loop of its first request"
             )
         url = self._url(request)
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
         headers, data, skip = _request_parts(request)
         slots = self._slots
         if slots is None:
