@@ -33,6 +33,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -87,8 +88,10 @@ def to_httpx_timeout(timeout: Timeout) -> httpx.Timeout:
 
 
 @functools.lru_cache(maxsize=64)
-def _timeout_extension(timeout: Timeout) -> dict[str, float | None]:
-    return to_httpx_timeout(timeout).as_dict()
+def _timeout_extension(timeout: Timeout) -> Mapping[str, float | None]:
+    """httpx's `timeout` request extension for `timeout`: one read-only mapping per setting,
+    shared by every request that uses it (transports only read it)."""
+    return MappingProxyType(to_httpx_timeout(timeout).as_dict())
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -389,7 +392,7 @@ class HttpProvider(Provider):
         effective = self._timeout or self._context.timeout
         if timeout is not None:
             effective = Timeout.coerce(timeout)
-        request.extensions["timeout"] = dict(_timeout_extension(effective))
+        request.extensions["timeout"] = _timeout_extension(effective)
 
         reauthorized = False
 

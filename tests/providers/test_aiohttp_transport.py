@@ -508,6 +508,52 @@ async def test_waiting_too_long_for_a_pool_slot_is_pool_timeout() -> None:
                 await first
 
 
+@pytest.mark.parametrize("respond", [hang_up, truncated_body, garbage, reset])
+async def test_a_failed_request_gives_its_slot_back(respond: Respond) -> None:
+    transport = AiohttpTransport(limits=httpx.Limits(max_connections=1))
+    async with RawServer(respond) as server, transport:
+        for _ in range(3):  # with a lost slot, the second would wait out the pool timeout
+            request = httpx.Request("POST", server.url, content=b"{}")
+            request.extensions["timeout"] = {"connect": 1.0, "read": 1.0, "pool": 0.2}
+            with pytest.raises(httpx.TransportError) as info:
+                await transport.handle_async_request(request)
+            assert not isinstance(info.value, httpx.PoolTimeout)
+
+
+async def test_a_waiter_that_gives_up_takes_no_slot_with_it(app: App) -> None:
+    async with (
+        RawServer(never_answer) as server,
+        AiohttpTransport(limits=httpx.Limits(max_connections=1)) as transport,
+    ):
+
+        def request(url: str, pool: float) -> httpx.Request:
+            built = httpx.Request("POST", url, content=b"{}")
+            built.extensions["timeout"] = {"connect": 1.0, "read": 5.0, "pool": pool}
+            return built
+
+        holder = asyncio.create_task(transport.handle_async_request(request(server.url, 1.0)))
+        await asyncio.wait_for(server.arrived.wait(), 5)  # it holds the only slot
+        with pytest.raises(httpx.PoolTimeout):
+            await transport.handle_async_request(request(app.url("/hook"), 0.05))
+        waiter = asyncio.create_task(transport.handle_async_request(request(app.url("/hook"), 5)))
+        await asyncio.sleep(0.05)
+        cancelled = asyncio.create_task(
+            transport.handle_async_request(request(app.url("/hook"), 5))
+        )
+        await asyncio.sleep(0.05)
+        cancelled.cancel()  # queued behind `waiter`: leaves the queue without a slot
+        holder.cancel()  # frees the slot for `waiter`
+        response = await asyncio.wait_for(waiter, 5)
+        assert response.json() == {"id": "evt_42", "ok": True}
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        # and the slot came back once more: a fresh request passes straight through
+        again = await transport.handle_async_request(request(app.url("/hook"), 0.2))
+        assert again.status_code == 200
+
+
 # -- the provider path: delivery unknown (never retried) ----------------------------------------
 
 

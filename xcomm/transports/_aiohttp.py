@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx
 
 from xcomm._errors import ConfigurationError
@@ -138,7 +139,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: anyio.Semaphore | None = None
         self._closed = False
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
         self._urls: dict[int, tuple[httpx.URL, URL]] = {}
@@ -173,7 +174,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # switches it off the same way; the attribute is one ClientSession declares).
         self._session._retry_connection = False
         self._loop = asyncio.get_running_loop()
-        self._slots = asyncio.Semaphore(max_connections) if max_connections else None
+        self._slots = anyio.Semaphore(max_connections) if max_connections else None
         return self._session
 
     async def aclose(self) -> None:
@@ -206,82 +207,78 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 "an AiohttpTransport is bound to the event loop of its first request"
             )
         url = self._url(request)
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
         headers, data, skip = _request_parts(request)
-        release = await self._acquire_slot(timeouts.get("pool"), request)
-        try:
+        slots = self._slots
+        if slots is None:
+            release = _nothing
+        else:
             try:
-                response = await session.request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    skip_auto_headers=skip,
-                    allow_redirects=False,
-                    timeout=self._client_timeout(timeouts.get("connect"), timeouts.get("read")),
-                    server_hostname=request.extensions.get("sni_hostname"),
-                )
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                slots.acquire_nowait()
+            except anyio.WouldBlock:
+                await self._wait_for_slot(slots, timeouts.get("pool"), request)
+            release = slots.release
+        try:
+            response = await session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=data,
+                skip_auto_headers=skip,
+                allow_redirects=False,
+                timeout=self._client_timeout(timeouts.get("connect"), timeouts.get("read")),
+                server_hostname=request.extensions.get("sni_hostname"),
+            )
+        except BaseException as exc:
+            release()
+            if isinstance(exc, aiohttp.ClientError | OSError | ValueError):
                 raise _translate(exc, request) from exc
+            raise
+        try:
             extensions = {
                 "http_version": _HTTP_VERSIONS.get(response.version, b"HTTP/1.1"),
                 "reason_phrase": (response.reason or "").encode("ascii", "replace"),
             }
             length = response.content_length
-            if length is not None and length <= _EAGER_BODY_LIMIT:
-                # A small body of known length (any API reply) is read here, at once: the
-                # response comes back already read, with no stream left to drive or close.
-                try:
-                    body = await response.read()
-                except (aiohttp.ClientError, OSError) as exc:
-                    raise _translate(exc, request) from exc
-                finally:
-                    response.release()
-                    release()
-                return read_response(
-                    response.status,
-                    response.raw_headers,
-                    body,
-                    extensions,
-                    encoded=_CONTENT_ENCODING in response.headers,
+            if length is None or length > _EAGER_BODY_LIMIT:
+                return httpx.Response(
+                    status_code=response.status,
+                    headers=list(response.raw_headers),
+                    stream=_ResponseStream(response, release, request),
+                    extensions=extensions,
                 )
-            return httpx.Response(
-                status_code=response.status,
-                headers=list(response.raw_headers),
-                stream=_ResponseStream(response, release, request),
-                extensions=extensions,
-            )
-        except BaseException:
+            # A small body of known length (any API reply) is read here, at once: the
+            # response comes back already read, with no stream left to drive or close.
+            body = await response.read()
+        except BaseException as exc:
+            response.release()
             release()
+            if isinstance(exc, aiohttp.ClientError | OSError):
+                raise _translate(exc, request) from exc
             raise
+        response.release()
+        release()
+        return read_response(
+            response.status,
+            response.raw_headers,
+            body,
+            extensions,
+            encoded=_CONTENT_ENCODING in response.headers,
+        )
 
-    async def _acquire_slot(
-        self, pool_timeout: float | None, request: httpx.Request
-    ) -> Callable[[], None]:
-        slots = self._slots
-        if slots is None:
-            return _nothing
-        if slots.locked():  # only start a timer when there is something to wait for
-            try:
-                async with asyncio.timeout(pool_timeout):
-                    await slots.acquire()
-            except TimeoutError as exc:
-                raise httpx.PoolTimeout(
-                    f"no free connection slot within {pool_timeout}s "
-                    f"(max_connections={self._limits.max_connections})",
-                    request=request,
-                ) from exc
-        else:
-            await slots.acquire()  # free: returns without suspending
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                slots.release()
-
-        return release
+    async def _wait_for_slot(
+        self, slots: anyio.Semaphore, pool_timeout: float | None, request: httpx.Request
+    ) -> None:
+        """Wait (in arrival order) for a slot; only started when none is free."""
+        try:
+            async with asyncio.timeout(pool_timeout):
+                await slots.acquire()
+        except TimeoutError as exc:
+            raise httpx.PoolTimeout(
+                f"no free connection slot within {pool_timeout}s "
+                f"(max_connections={self._limits.max_connections})",
+                request=request,
+            ) from exc
 
     def _url(self, request: httpx.Request) -> URL:
         """The yarl URL for `request`, checked and converted once per `httpx.URL` object.
