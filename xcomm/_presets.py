@@ -78,6 +78,7 @@ GMAIL_COSTS: dict[str, float] = {
     "labels.update": 5,
     "labels.get": 1,
     "labels.list": 1,
+    "settings.sendAs.list": 1,
     "getProfile": 1,
     "watch": 100,
     "stop": 50,

@@ -734,3 +734,32 @@ async def test_the_same_triage_code_works_on_gmail(
         {"addLabelIds": ["Label_3"], "removeLabelIds": ["INBOX"]},
     ]
     assert delete.call_count == 1
+
+
+async def test_send_as_lists_the_verified_aliases_default_first(
+    gmail: GmailProvider, router: respx.MockRouter
+) -> None:
+    # users.settings.sendAs.list, as the Gmail API reference shapes a SendAs resource
+    route = router.get(f"{API}/settings/sendAs").respond(
+        200,
+        json={
+            "sendAs": [
+                {"sendAsEmail": "me@example.com", "displayName": "", "replyToAddress": "",
+                 "signature": "", "isPrimary": True, "isDefault": False},
+                {"sendAsEmail": "sales@example.com", "displayName": "Sales Team",
+                 "isDefault": True, "treatAsAlias": True, "verificationStatus": "accepted"},
+                {"sendAsEmail": "pending@example.com", "displayName": "Not yet",
+                 "treatAsAlias": True, "verificationStatus": "pending"},
+                {"sendAsEmail": "not an address", "verificationStatus": "accepted"},
+            ]
+        },
+    )  # fmt: skip
+    aliases = await gmail.send_as()
+    assert [(a.email, a.name) for a in aliases] == [
+        ("sales@example.com", "Sales Team"),
+        ("me@example.com", None),
+    ]
+    validate(route.calls.last.request)
+    router.get(f"{API}/settings/sendAs").respond(403, json=NO_SCOPE)
+    with pytest.raises(AuthenticationError):
+        await gmail.send_as()

@@ -34,6 +34,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from xcomm._errors import ProviderError, ValidationError
+from xcomm._models import Address
 from xcomm.email._batch import Changes, FlagBatch, Group, batch_mode, current_batch, split_changes
 from xcomm.email._gmail_parse import flags_of
 from xcomm.email._message import Folder, ReceivedMessage
@@ -105,6 +106,28 @@ class GmailActions:
             json: Mapping[str, Any] | None = None,
             timeout: float | None = None,
         ) -> dict[str, Any]: ...
+
+    # -- send-as aliases --------------------------------------------------------------------
+
+    async def send_as(self, *, timeout: float | None = None) -> list[Address]:
+        """The addresses this account may send from (`users.settings.sendAs.list`): its own
+        and its verified aliases, the default first. Pass one as `sender=` or `.from_()`;
+        Gmail rewrites a From it does not know to the account's address."""
+        answer = await self._api("settings.sendAs.list", "GET", "settings/sendAs", timeout=timeout)
+        found: list[tuple[bool, Address]] = []
+        for alias in answer.get("sendAs") or ():
+            if not isinstance(alias, dict) or not alias.get("sendAsEmail"):
+                continue
+            usable = alias.get("isPrimary") or alias.get("verificationStatus") == "accepted"
+            if not usable:
+                continue
+            name = str(alias.get("displayName") or "") or None
+            try:
+                address = Address.parse(str(alias["sendAsEmail"]))
+            except ValidationError:
+                continue  # an address xcomm could not send from anyway
+            found.append((not alias.get("isDefault"), Address(email=address.email, name=name)))
+        return [address for _, address in sorted(found, key=lambda pair: pair[0])]
 
     # -- labels ------------------------------------------------------------------------------
 
