@@ -69,6 +69,15 @@ def test_tokenize_closes_what_unbalanced_input_left_open() -> None:
     assert tokenize(b"a) b {99}\r\nshort")[0] == [b"a", b"b", b"short"]
 
 
+def test_an_absurd_literal_size_is_no_literal_and_no_crash() -> None:
+    huge = b"9" * 5000  # int() of more than 4,300 digits raises ValueError
+    values, _ = tokenize(b"(a {" + huge + b"}\r\nrest)")
+    assert values == [[b"a", b"{" + huge + b"}", b"rest"]]
+    line = b"* 1 FETCH (UID 5 BODY[] {" + huge + b"}\r\nxyz)\r\n"
+    [record] = fetch_records(line)
+    assert record["UID"] == b"5"
+
+
 def test_fetch_records_read_each_message_and_skip_other_lines() -> None:
     records = list(fetch_records(b"3 EXISTS\r\n" + FETCH))
     assert [r["UID"] for r in records] == [b"7", b"9"]

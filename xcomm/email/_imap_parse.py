@@ -32,7 +32,8 @@ __all__ = [
 Token = Union[bytes, None, list["Token"]]  # noqa: UP007 (a recursive alias needs Union)
 
 _ATOM_END = b' \t\r\n()"{'
-_LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n")
+#: A literal's `{size}`; more than 18 digits is no literal (an atom), never a huge `int()`.
+_LITERAL = re.compile(rb"\{(\d{1,18})\+?\}\r?\n")
 _MAX_DEPTH = 64  # deeper nesting is dropped, not recursed into
 
 
@@ -102,7 +103,7 @@ _TOKEN = re.compile(
     rb'|"([^"\\\r\n]*+)"'  # a string without escapes
     rb"|(\()"
     rb"|(\))"
-    rb"|\{(\d+)\+?\}\r?\n"  # a literal: its size
+    rb"|\{(\d{1,18})\+?\}\r?\n"  # a literal: its size (see `_LITERAL`)
     rb"|(.)"  # anything else: `_odd_token`
     rb")",
     re.DOTALL,
