@@ -29,6 +29,8 @@ class Limiter(Protocol):
 
     async def acquire(self, cost: float = 1.0) -> None: ...
 
+    def acquire_nowait(self, cost: float = 1.0) -> None: ...
+
     def penalize(self, seconds: float) -> None: ...
 
 
@@ -90,7 +92,8 @@ async def run_attempts(
 ) -> tuple[T, int]:
     """Run `attempt(n)` until it succeeds or the error is not retryable.
 
-    Each attempt first acquires `cost` from `limiter`. A `RateLimitError` with `retry_after`
+    Each attempt first acquires `cost` from `limiter` (`cost=0`: the attempt takes what it
+    needs itself, such as a token per message of a batch). A `RateLimitError` with `retry_after`
     pauses the limiter for everyone sharing it before the retry decision is made.
     Returns the result and the number of attempts made.
 
@@ -99,7 +102,7 @@ async def run_attempts(
     tenacity as attempt 1, so waits, numbering and the stop rule are tenacity's throughout.
     """
     try:
-        if limiter is not None:
+        if limiter is not None and cost:
             await limiter.acquire(cost)
         return await attempt(1), 1
     except BaseException as exc:
@@ -122,7 +125,7 @@ async def run_attempts(
 async def _attempt_once(
     attempt: Callable[[int], Awaitable[T]], number: int, limiter: Limiter | None, cost: float
 ) -> T:
-    if limiter is not None:
+    if limiter is not None and cost:
         await limiter.acquire(cost)
     try:
         return await attempt(number)

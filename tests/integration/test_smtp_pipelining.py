@@ -25,6 +25,7 @@ from xcomm import (
     ConnectionLost,
     EmailMessage,
     MessageError,
+    RateLimit,
     RecipientRejected,
     RequestNotSent,
     ResponseTimeout,
@@ -654,3 +655,162 @@ async def test_hand_over_respects_max_messages_per_connection(
     assert server.connections == 3 and len(server.messages) == 7
     assert spy.joined == 4  # two per connection of three messages
     assert server.lines.count(b"QUIT\r\n") == 3
+
+
+# -- send_many: several messages on one connection, each envelope riding on the one before ---
+
+
+async def test_send_many_rides_each_envelope_on_the_message_before(
+    tiny: Callable[..., TinySMTP], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = WireSpy(monkeypatch)
+    server = await tiny()
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port, pool_size=1)
+        results = await smtp.send_many([message(f"u{i}@example.org") for i in range(6)])
+        assert all(isinstance(r, SendResult) and r.ok and r.attempts == 1 for r in results)
+        assert [r.accepted for r in results] == [  # type: ignore[union-attr]
+            (f"u{i}@example.org",) for i in range(6)
+        ]
+        stats = smtp.statistics()
+        assert (stats.connections_opened, stats.messages_sent, stats.in_use) == (1, 6, 0)
+    assert spy.joined == 5  # every envelope but the first left with the message before it
+    assert [m.rcpt_tos for m in server.messages] == [[f"u{i}@example.org"] for i in range(6)]
+
+
+async def test_send_many_settles_each_message_on_its_own(
+    tiny: Callable[..., TinySMTP], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Refusals of one message (all recipients, the sender) leave the others going, on the
+    # same connection, in order; a refused envelope is reset before the next one goes.
+    for pipelining in (True, False):
+        server = await tiny(pipelining=pipelining)
+        async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+            smtp = comm.smtp("127.0.0.1", server.port, pool_size=1)
+            no_recipient = EmailMessage(sender=Address.parse("a@example.com"), subject="x")
+            results = await smtp.send_many(
+                [
+                    message("one@example.org"),
+                    message("nosuch@example.org"),
+                    message("two@example.org", "nosuch@example.org"),
+                    message("three@example.org", sender="blocked@example.com"),
+                    no_recipient,
+                    message("four@example.org"),
+                ]
+            )
+            assert smtp.statistics().connections_opened == 1
+        ok, refused, partial, blocked, invalid, last = results
+        assert isinstance(ok, SendResult) and ok.accepted == ("one@example.org",)
+        assert isinstance(refused, RecipientRejected) and not refused.transient
+        assert isinstance(partial, SendResult) and partial.accepted == ("two@example.org",)
+        assert [r.address for r in partial.rejected] == ["nosuch@example.org"]
+        assert isinstance(blocked, MessageError) and blocked.status == 550
+        assert isinstance(invalid, ValidationError)
+        assert isinstance(last, SendResult) and last.accepted == ("four@example.org",)
+        delivered = [m.rcpt_tos for m in server.messages]
+        assert delivered == [["one@example.org"], ["two@example.org"], ["four@example.org"]]
+
+
+async def test_send_many_a_refusal_after_a_ridden_envelope_needs_no_reset(
+    tiny: Callable[..., TinySMTP],
+) -> None:
+    server = await tiny(final_replies=[b"250 ok", b"554 5.7.1 content rejected"])
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port, pool_size=1)
+        results = await smtp.send_many([message(f"u{i}@example.org") for i in range(4)])
+        first, second, *rest = results
+        assert isinstance(first, SendResult) and first.ok
+        assert isinstance(second, MessageError) and second.status == 554
+        assert all(isinstance(r, SendResult) and r.attempts == 1 for r in rest)
+        assert smtp.statistics().connections_opened == 1
+    assert b"RSET\r\n" not in server.lines
+    assert len(server.messages) == 3
+
+
+async def test_send_many_after_a_drop_the_rest_go_on_a_new_connection(
+    tiny: Callable[..., TinySMTP],
+) -> None:
+    # The first message and the second envelope leave together; the server takes the
+    # message and hangs up. The first may have been delivered: ConnectionLost, never sent
+    # again. The others never got their 354: sent on a new connection (attempt 2).
+    server = await tiny(drop_after_body=True)
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port, pool_size=1)
+        batch = asyncio.create_task(
+            smtp.send_many([message(f"u{i}@example.org") for i in range(3)])
+        )
+        await server.body_seen.wait()
+        server.drop_after_body = False
+        first, *rest = await batch
+        assert isinstance(first, ConnectionLost)
+        assert all(isinstance(r, SendResult) and r.ok and r.attempts == 2 for r in rest)
+        assert smtp.statistics().connections_opened == 2
+    assert server.bodies == 3
+    assert [m.rcpt_tos for m in server.messages] == [["u1@example.org"], ["u2@example.org"]]
+
+
+async def test_send_many_retries_a_transient_refusal_under_the_policy(
+    tiny: Callable[..., TinySMTP],
+) -> None:
+    server = await tiny()
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port, pool_size=1)
+        before, later, after = await smtp.send_many(
+            [message("a@example.org"), message("tempfail@example.org"), message("b@example.org")]
+        )
+    assert isinstance(later, RecipientRejected) and later.transient
+    assert isinstance(before, SendResult) and before.attempts == 1
+    assert isinstance(after, SendResult) and after.attempts == 1
+    tried = [line for line in server.lines if line.startswith(b"RCPT TO:<tempfail@")]
+    assert len(tried) == RETRY.max_attempts  # the refused message alone, three times
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"], ["b@example.org"]]
+
+
+async def test_send_many_respects_max_messages_per_connection(
+    tiny: Callable[..., TinySMTP], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = WireSpy(monkeypatch)
+    server = await tiny()
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port, pool_size=1, max_messages_per_connection=3)
+        results = await smtp.send_many([message(f"u{i}@example.org") for i in range(7)])
+        assert all(isinstance(r, SendResult) and r.attempts == 1 for r in results)
+        stats = smtp.statistics()
+        assert (stats.connections_opened, stats.messages_sent) == (3, 7)  # 3 + 3 + 1
+    assert server.lines.count(b"QUIT\r\n") == 3
+    assert spy.joined == 4  # two per connection of three messages
+
+
+async def test_send_many_timeout_settles_every_message(tiny: Callable[..., TinySMTP]) -> None:
+    server = await tiny(silent_at_data=True)
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port, pool_size=1)
+        results = await smtp.send_many(
+            [message(f"u{i}@example.org") for i in range(3)], timeout=0.3
+        )
+    assert all(isinstance(r, RequestNotSent) for r in results)
+    assert "timed out" in str(results[0])
+    assert server.bodies == 0
+
+
+async def test_send_many_passes_the_limiter_once_per_message(
+    tiny: Callable[..., TinySMTP],
+) -> None:
+    server = await tiny()
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port, pool_size=1, rate_limit=RateLimit(rate=1000))
+        results = await smtp.send_many([message(f"u{i}@example.org") for i in range(5)])
+        assert all(isinstance(r, SendResult) for r in results)
+        (account,) = comm.limiters.statistics().values()
+        assert account.acquired == 5
+    assert len(server.messages) == 5
+
+
+async def test_send_many_on_an_empty_list_sends_nothing(tiny: Callable[..., TinySMTP]) -> None:
+    server = await tiny()
+    async with CommManager(retry=RETRY, timeout=TIMEOUT) as comm:
+        smtp = comm.smtp("127.0.0.1", server.port)
+        assert await smtp.send_many([]) == []
+        with pytest.raises(ValidationError, match="timeout"):
+            await smtp.send_many([message("a@example.org")], timeout=0)
+    assert server.connections == 0

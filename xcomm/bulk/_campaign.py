@@ -19,6 +19,7 @@ import msgspec
 from xcomm._bucket import TokenBucket
 from xcomm._config import RateLimit
 from xcomm._errors import (
+    CommunicationError,
     ConfigurationError,
 )
 from xcomm._models import EmailMessage, SendResult
@@ -136,13 +137,29 @@ class Campaign:
         # The Message-ID is ASCII: a unicode sender domain goes in its IDNA form.
         self.msgid_domain = ascii_domain(sender_address.domain) if sender_address else None
 
-    async def deliver(self, record: OutboxRecord) -> str | None:
-        """Render the record's step for its recipient and send it; returns the message id."""
-        if self.bucket is not None:
-            await self.bucket.acquire()
+    async def deliver(
+        self, records: Sequence[OutboxRecord]
+    ) -> list[SendResult | CommunicationError]:
+        """Render each record's step for its recipient and send them all in one
+        `provider.send_many()`; one outcome per record, in order. A record that cannot be
+        rendered (a missing variable, say) gets its error and the others still go."""
+        outcomes: list[SendResult | CommunicationError | None] = [None] * len(records)
+        messages: list[EmailMessage] = []
+        for index, record in enumerate(records):
+            if self.bucket is not None:
+                await self.bucket.acquire()
+            try:
+                messages.append(self._message(record))
+            except CommunicationError as exc:
+                outcomes[index] = exc
+        sent = iter(await self.provider.send_many(messages) if messages else ())
+        return [outcome or next(sent) for outcome in outcomes]
+
+    def _message(self, record: OutboxRecord) -> EmailMessage:
+        """The record's message: its step rendered for its recipient (or, for a scheduled
+        one-off, the message it carries)."""
         if self.messages:
-            message = _MESSAGE.decode(record.variables["message"])  # type: ignore[arg-type]
-            return (await self.provider.send(message)).message_id
+            return _MESSAGE.decode(record.variables["message"])  # type: ignore[arg-type]
         if not 0 <= record.step < len(self._steps):
             raise ConfigurationError(
                 f"campaign {self.campaign_id!r} has {len(self._steps)} steps; no step {record.step}"
@@ -156,7 +173,7 @@ class Campaign:
             digest = hashlib.sha256(record.key.encode()).hexdigest()[:32]
             message_id = f"<{digest}@{self.msgid_domain}>"
         # record.recipient was validated once, when it was queued; not parsed again here.
-        result = await campaign_draft(
+        return campaign_draft(
             self.provider,
             record.recipient,
             subject=content.subject,
@@ -164,8 +181,7 @@ class Campaign:
             html=content.html,
             unsubscribe_url=content.list_unsubscribe_url,
             message_id=message_id,
-        ).send()
-        return result.message_id
+        ).build()
 
     def follow_up(self, record: OutboxRecord, now: float) -> OutboxRecord | None:
         """The recipient's next step of a drip sequence, due after its delay; None after the

@@ -29,6 +29,7 @@ from xcomm._errors import (
     RecipientRejected,
     RequestNotSent,
 )
+from xcomm._models import SendResult
 from xcomm._validation import parse_address
 from xcomm.bulk._campaign import DAY, Campaign, Options, Resolver
 from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batches
@@ -90,10 +91,11 @@ class _Feed:
         self._lock = anyio.Lock()
         self._done = False
 
-    async def next(self) -> OutboxRecord | None:
+    async def take(self, most: int) -> list[OutboxRecord]:
+        """Up to `most` records (at least one), or none once every chunk was taken."""
         while not self._ready:
             if self._done:
-                return None
+                return []
             async with self._lock:
                 if self._ready or self._done:
                     continue
@@ -101,7 +103,10 @@ class _Feed:
                     self._ready.extend(await anext(self._chunks))
                 except StopAsyncIteration:
                     self._done = True
-        return self._ready.popleft()
+        ready = self._ready
+        if most == 1 or len(ready) == 1:
+            return [ready.popleft()]
+        return [ready.popleft() for _ in range(min(most, len(ready)))]
 
     async def aclose(self) -> list[OutboxRecord]:
         """Stop; returns the claimed records no worker took."""
@@ -203,6 +208,7 @@ class Run:
         on_progress: ProgressCallback | None,
         *,
         draining: bool = False,
+        send_batch: int = 1,
     ) -> None:
         self.options = options
         self.store = store
@@ -220,6 +226,9 @@ class Run:
         self.fatal: CommunicationError | None = None
         self.interrupted: list[OutboxRecord] = []
         self.counted_suppressed: set[str] = set()
+        # Records per send: what the provider carries best in one `send_many()`, unless a
+        # per-domain bound counts sends one by one.
+        self.batch = 1 if options.per_domain is not None else max(1, send_batch)
 
     async def main(
         self,
@@ -258,7 +267,7 @@ class Run:
         feed = _Feed(claimed)
         try:
             async with anyio.create_task_group() as tg:
-                for _ in range(self.options.max_concurrent):
+                for _ in range(-(-self.options.max_concurrent // self.batch)):
                     tg.start_soon(self._worker, feed)
         except BaseExceptionGroup as group:
             # One error (a bad recipients source, a bug in a callback) reaches the caller as
@@ -448,54 +457,69 @@ class Run:
         )
 
     async def _worker(self, feed: _Feed) -> None:
-        while self.fatal is None and (record := await feed.next()) is not None:
+        while self.fatal is None and (records := await feed.take(self.batch)):
             try:
-                completion = await self._send(record)
+                completions = await self._send(records)
             except BaseException:  # cancelled mid-send: settled by _pass, as a crash would be
-                self.interrupted.append(record)
+                self.interrupted.extend(records)
                 raise
-            self._count(completion, record)
-            await self.completions.add(completion)
+            for record, completion in zip(records, completions, strict=True):
+                self._count(completion, record)
+                await self.completions.add(completion)
             await self._progress()
 
-    async def _send(self, record: OutboxRecord) -> Completion:
+    async def _send(self, records: list[OutboxRecord]) -> list[Completion]:
+        """Send `records` (of one campaign, in one `send_many()` when they are several)."""
+        campaign_id = records[0].campaign_id
+        if any(record.campaign_id != campaign_id for record in records):
+            return [c for record in records for c in await self._send([record])]
         try:
-            campaign = await self.resolve(record.campaign_id)
+            campaign = await self.resolve(campaign_id)
         except CommunicationError as exc:  # no definition, no provider, a secret missing
-            # Not the recipient's fault: the record goes back and the run stops with the
+            # Not the recipient's fault: the records go back and the run stops with the
             # error, for the user to fix the configuration.
             self.fatal = self.fatal or exc
-            return _put_back(record, exc)
+            return [_put_back(record, exc) for record in records]
         lease = None
-        if self.options.per_domain is not None:
-            lease = await self.domains(record.recipient.rpartition("@")[2].lower())
-        started = time.perf_counter()
+        if self.options.per_domain is not None:  # one record at a time (see `batch`)
+            lease = await self.domains(records[0].recipient.rpartition("@")[2].lower())
         try:
-            message_id = await campaign.deliver(record)
-        except DeliveryUnknown as exc:
-            return Completion(key=record.key, status=OutboxStatus.IN_DOUBT, error=str(exc))
-        except RecipientRejected as exc:
-            if any(not r.transient for r in exc.rejected):
-                await self.store.suppress(
-                    record.recipient, reason=f"rejected: {exc.detail or exc}", now=time.time()
-                )
-            return self._failure(record, exc, transient=exc.transient)
-        except (ProviderError, RequestNotSent) as exc:
-            transient = isinstance(exc, RequestNotSent) or exc.transient
-            return self._failure(record, exc, transient=transient)
-        except CommunicationError as exc:  # validation, template, configuration of one message
-            return self._failure(record, exc, transient=False)
+            outcomes = await campaign.deliver(records)
         finally:
             if lease is not None:
                 lease.release()
-        self.tally.latencies.append(time.perf_counter() - started)
-        now = time.time()
-        return Completion(
-            key=record.key,
-            status=OutboxStatus.SENT,
-            message_id=message_id,
-            follow_up=campaign.follow_up(record, now),
-        )
+        return [
+            await self._complete(record, outcome, campaign)
+            for record, outcome in zip(records, outcomes, strict=True)
+        ]
+
+    async def _complete(
+        self, record: OutboxRecord, outcome: SendResult | CommunicationError, campaign: Campaign
+    ) -> Completion:
+        """What one record's send outcome writes to the outbox."""
+        if isinstance(outcome, SendResult):
+            self.tally.latencies.append(outcome.duration)
+            return Completion(
+                key=record.key,
+                status=OutboxStatus.SENT,
+                message_id=outcome.message_id,
+                follow_up=campaign.follow_up(record, time.time()),
+            )
+        if isinstance(outcome, DeliveryUnknown):
+            return Completion(key=record.key, status=OutboxStatus.IN_DOUBT, error=str(outcome))
+        if isinstance(outcome, RecipientRejected):
+            if any(not r.transient for r in outcome.rejected):
+                await self.store.suppress(
+                    record.recipient,
+                    reason=f"rejected: {outcome.detail or outcome}",
+                    now=time.time(),
+                )
+            return self._failure(record, outcome, transient=outcome.transient)
+        if isinstance(outcome, ProviderError | RequestNotSent):
+            transient = isinstance(outcome, RequestNotSent) or outcome.transient
+            return self._failure(record, outcome, transient=transient)
+        # validation, template, configuration of one message
+        return self._failure(record, outcome, transient=False)
 
     def _failure(self, record: OutboxRecord, exc: Exception, *, transient: bool) -> Completion:
         if transient and self.options.retry_failed:

@@ -201,7 +201,14 @@ class BulkSender:
         async def resolve(_: str) -> Campaign:
             return campaign
 
-        run = Run(self._options, store, resolve, campaign_id, on_progress)
+        run = Run(
+            self._options,
+            store,
+            resolve,
+            campaign_id,
+            on_progress,
+            send_batch=self._provider.batch_size(self._options.max_concurrent),
+        )
         try:
             await run.main(recipients, personalization_data, start=start)
         finally:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from xcomm._errors import ConfigurationError, ValidationError
+import anyio
+
+from xcomm._errors import CommunicationError, ConfigurationError, ValidationError
 from xcomm._models import Address, EmailMessage, SendResult
 from xcomm._provider import Provider
 
@@ -82,3 +85,34 @@ class EmailProvider(Provider):
     async def send(self, message: EmailMessage, /, *, timeout: float | None = None) -> SendResult:
         """Send a built `EmailMessage`. `timeout` bounds the whole call, retries included."""
         raise NotImplementedError
+
+    async def send_many(
+        self, messages: Sequence[EmailMessage], /, *, timeout: float | None = None
+    ) -> list[SendResult | CommunicationError]:
+        """Send several messages; returns one entry per message, in order: its `SendResult`,
+        or the `CommunicationError` that settled it (one failure never stops the others).
+
+        Here each message is a concurrent `send()`; SMTP sends them back to back on one
+        pooled connection (see `SMTPProvider.send_many`). An error that is not a
+        `CommunicationError` (a bug) propagates. `timeout` bounds each send.
+        """
+        results: list[SendResult | CommunicationError | None] = [None] * len(messages)
+
+        async def one(index: int, message: EmailMessage) -> None:
+            try:
+                results[index] = await self.send(message, timeout=timeout)
+            except CommunicationError as exc:
+                results[index] = exc
+
+        if len(messages) == 1:
+            await one(0, messages[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for index, message in enumerate(messages):
+                    tg.start_soon(one, index, message)
+        return [result for result in results if result is not None]
+
+    def batch_size(self, in_flight: int) -> int:
+        """How many messages one `send_many()` call should carry when a bulk sender keeps
+        `in_flight` messages in flight: 1 here (each message its own call)."""
+        return 1

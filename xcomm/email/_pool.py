@@ -269,6 +269,11 @@ class ConnectionPool(Generic[C]):
         self._release_slot(lease)  # to that very task: it writes on this connection next
         return True
 
+    def worn(self, lease: Lease[C], *, after: int = 0) -> bool:
+        """Whether `lease` is due for replacement once it carries `after` more messages
+        (`max_messages_per_connection`)."""
+        return lease.messages + after >= self._max_messages
+
     def count_sent(self) -> None:
         """One more message accepted on a connection given back early (`hand_over()`)."""
         self._messages_sent += 1

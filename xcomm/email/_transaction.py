@@ -64,6 +64,7 @@ __all__ = [
     "auth_plain",
     "auth_xoauth2",
     "dot_stuff",
+    "envelope",
     "run_transaction",
 ]
 
@@ -291,6 +292,17 @@ def dot_stuff(data: bytes) -> bytes:
     return data
 
 
+def envelope(sender: bytes, options: Sequence[bytes], addresses: Sequence[bytes]) -> bytes:
+    """MAIL, one RCPT per address and DATA in one pipelined write (RFC 2920).
+
+    Raises:
+        UnsafeArgument: an argument holds CR, LF or NUL.
+    """
+    check_arguments(sender, *addresses, *options)
+    mail = b" ".join([b"MAIL FROM:<" + sender + b">", *options]) + b"\r\n"
+    return b"".join([mail, *[b"RCPT TO:<" + address + b">\r\n" for address in addresses], _DATA])
+
+
 async def run_transaction(
     lease: Lease[SMTPSession],
     *,
@@ -303,6 +315,8 @@ async def run_transaction(
     stage: list[str],
     translate: Translate,
     hand_over: Callable[[], bool] | None = None,
+    written: bool = False,
+    follow: Callable[[], bytes | None] | None = None,
 ) -> tuple[int, list[str], list[RejectedRecipient]]:
     """Send `payload` (from `dot_stuff()`) from `sender` to `addresses`.
 
@@ -313,6 +327,13 @@ async def run_transaction(
     `hand_over()`, called once the 354 came on a pipelining connection, may give the lease
     back to the pool for a waiting task (see `ConnectionPool.hand_over`); when it did, this
     transaction no longer touches the lease and only waits for its own reply.
+
+    A caller sending several messages on one lease (`SMTPProvider.send_many`) rides each
+    envelope on the previous message instead: `follow()`, called once the 354 came on a
+    pipelining connection, returns the next message's envelope (`envelope()`) to write right
+    after this message, or None; that next transaction then runs with `written=True`. A
+    refusal of this message's body after an envelope followed leaves the connection in step
+    (no RSET: the server is reading the next envelope).
 
     Returns:
         The final reply code, the accepted and the refused recipients.
@@ -332,12 +353,13 @@ async def run_transaction(
     accepted: list[str] = []
     rejected: list[RejectedRecipient] = []
     refused: tuple[str, int, str] | None = None  # the phase and reply that end the transaction
-    handed = False
+    handed = followed = False
     mark = 0  # where the message ends in the connection's output
     lease.reusable = False
     phase = stage[0] = "mail"
     try:
-        conn.write(b"".join([mail, *rcpts, _DATA]) if pipelined else mail)
+        if not (written and pipelined):
+            conn.write(b"".join([mail, *rcpts, _DATA]) if pipelined else mail)
         code, text = await conn.read_reply(timeout=timeout)
         if code != 250:
             _check_421(code, text)
@@ -382,11 +404,15 @@ async def run_transaction(
                 status=codes.pop() if len(codes) == 1 else None,
             )
         handed = pipelined and hand_over is not None and hand_over()
+        after = follow() if pipelined and follow is not None and not handed else None
         if handed:  # the next task's envelope is written first: both leave in one packet
             conn.write_soon(payload + _END)
+        elif after:  # the next message's envelope rides in the same packet
+            conn.write(b"".join([payload, _END, after]))
+            followed = True
         else:
             conn.write(payload + _END)  # raises, with nothing sent, if the link is gone
-        mark = conn.queued
+        mark = conn.queued - (len(after) if followed and after else 0)
         claim = conn.claim_reply(timeout=timeout)  # before the next task can claim its own
         phase = stage[0] = "body"
         code, text = await conn.reply(claim)
@@ -397,6 +423,8 @@ async def run_transaction(
             phase = stage[0] = "data"  # the link was lost before the message could leave
         if handed:
             pass  # another task has the connection now; whatever broke, it will see it
+        elif followed and isinstance(exc, SMTPReplyError) and exc.code != 421:
+            lease.reusable = True  # in step: the next envelope's replies come next
         elif isinstance(exc, SMTPReplyError) and exc.code == 421:
             lease.conn.close()
         else:
