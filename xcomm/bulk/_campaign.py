@@ -153,7 +153,7 @@ class Campaign:
             except CommunicationError as exc:
                 outcomes[index] = exc
         sent = iter(await self.provider.send_many(messages) if messages else ())
-        return [outcome or next(sent) for outcome in outcomes]
+        return [next(sent) if outcome is None else outcome for outcome in outcomes]
 
     def _message(self, record: OutboxRecord) -> EmailMessage:
         """The record's message: its step rendered for its recipient (or, for a scheduled

@@ -104,8 +104,6 @@ class _Feed:
                 except StopAsyncIteration:
                     self._done = True
         ready = self._ready
-        if most == 1 or len(ready) == 1:
-            return [ready.popleft()]
         return [ready.popleft() for _ in range(min(most, len(ready)))]
 
     async def aclose(self) -> list[OutboxRecord]:

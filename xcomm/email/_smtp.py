@@ -459,11 +459,12 @@ class SMTPProvider(EmailProvider):
         """Send what `batch.todo` holds on `lease`, each envelope riding on the message before,
         until the connection is due for replacement; raise (for a retry on a new connection)
         when the connection failed with messages left."""
-        limiter, todo, forms, pool = self._limiter, batch.todo, batch.forms, self._pool
+        limiter, todo, pool = self._limiter, batch.todo, self._pool
         ride = -1  # the message whose envelope went out with the previous message
+        ridden: _Form | None = None  # and its wire form
 
         def follow() -> bytes | None:
-            nonlocal ride
+            nonlocal ride, ridden
             if not todo or pool.worn(lease, after=1):
                 return None
             if limiter is not None:
@@ -473,11 +474,11 @@ class SMTPProvider(EmailProvider):
                     return None  # its turn comes with a wait, in the loop below
             index = todo[0]
             try:
-                form = forms[index] = self._wire_form(lease, *batch.item(index))
+                form = self._wire_form(lease, *batch.item(index))
                 head = envelope(form.sender, form.options, form.addresses)
             except (CommunicationError, UnsafeArgument):
                 return None  # its own transaction reports why
-            ride = index
+            ride, ridden = index, form
             return head
 
         while todo and (ride >= 0 or not pool.worn(lease)):
@@ -486,7 +487,7 @@ class SMTPProvider(EmailProvider):
             if not written and limiter is not None:
                 await limiter.acquire()
             try:
-                form = forms.pop(index, None)
+                form = ridden if written else None
                 if form is None:
                     lease.reusable = True  # until MAIL is sent, a failure leaves it clean
                     form = self._wire_form(lease, *batch.item(index))
@@ -494,7 +495,6 @@ class SMTPProvider(EmailProvider):
                     lease, form, batch.stage, written=written, follow=follow
                 )
             except CommunicationError as exc:
-                forms.pop(index, None)
                 if isinstance(exc, DeliveryUnknown) or not is_retryable(exc, self._retry):
                     batch.results[index] = exc
                 else:
@@ -621,14 +621,13 @@ class _Form(msgspec.Struct):
 class _Batch:
     """The state of one `send_many()` call across its attempts."""
 
-    __slots__ = ("current", "forms", "items", "results", "retried", "stage", "todo")
+    __slots__ = ("current", "items", "results", "retried", "stage", "todo")
 
     def __init__(self, size: int) -> None:
         self.items: list[_Item | None] = [None] * size
         self.results: list[SendResult | CommunicationError | None] = [None] * size
         self.todo: deque[int] = deque()  # not yet sent, in order
         self.retried: dict[int, CommunicationError] = {}  # refused for now: the next attempt
-        self.forms: dict[int, _Form] = {}  # the wire form of a message whose envelope rode
         self.stage = ["pool"]
         self.current = -1  # the message being sent
 

@@ -299,8 +299,19 @@ def envelope(sender: bytes, options: Sequence[bytes], addresses: Sequence[bytes]
         UnsafeArgument: an argument holds CR, LF or NUL.
     """
     check_arguments(sender, *addresses, *options)
-    mail = b" ".join([b"MAIL FROM:<" + sender + b">", *options]) + b"\r\n"
-    return b"".join([mail, *[b"RCPT TO:<" + address + b">\r\n" for address in addresses], _DATA])
+    return _pipelined(sender, options, addresses)
+
+
+def _mail(sender: bytes, options: Sequence[bytes]) -> bytes:
+    return b" ".join([b"MAIL FROM:<" + sender + b">", *options]) + b"\r\n"
+
+
+def _rcpt(address: bytes) -> bytes:
+    return b"RCPT TO:<" + address + b">\r\n"
+
+
+def _pipelined(sender: bytes, options: Sequence[bytes], addresses: Sequence[bytes]) -> bytes:
+    return b"".join([_mail(sender, options), *map(_rcpt, addresses), _DATA])
 
 
 async def run_transaction(
@@ -347,8 +358,6 @@ async def run_transaction(
         check_arguments(sender, *addresses, *options)
     except UnsafeArgument as exc:
         raise translate(exc, "mail") from exc
-    mail = b" ".join([b"MAIL FROM:<" + sender + b">", *options]) + b"\r\n"
-    rcpts = [b"RCPT TO:<" + address + b">\r\n" for address in addresses]
     pipelined = conn.pipelining
     accepted: list[str] = []
     rejected: list[RejectedRecipient] = []
@@ -359,16 +368,18 @@ async def run_transaction(
     phase = stage[0] = "mail"
     try:
         if not (written and pipelined):
-            conn.write(b"".join([mail, *rcpts, _DATA]) if pipelined else mail)
+            conn.write(
+                _pipelined(sender, options, addresses) if pipelined else _mail(sender, options)
+            )
         code, text = await conn.read_reply(timeout=timeout)
         if code != 250:
             _check_421(code, text)
             refused = ("mail", code, text)
         phase = stage[0] = "rcpt"
         if refused is None or pipelined:
-            for rcpt, line in zip(recipients, rcpts, strict=True):
+            for rcpt, address in zip(recipients, addresses, strict=True):
                 if not pipelined:
-                    conn.write(line)
+                    conn.write(_rcpt(address))
                 code, text = conn.next_reply() or await conn.read_reply(timeout=timeout)
                 if code in (250, 251):
                     accepted.append(rcpt.email)
