@@ -91,11 +91,21 @@ class _Feed:
         self._lock = anyio.Lock()
         self._done = False
 
+    async def peek(self) -> OutboxRecord | None:
+        """The next record, left in the queue (None once every chunk was taken)."""
+        await self._fill()
+        return self._ready[0] if self._ready else None
+
     async def take(self, most: int) -> list[OutboxRecord]:
         """Up to `most` records (at least one), or none once every chunk was taken."""
+        await self._fill()
+        ready = self._ready
+        return [ready.popleft() for _ in range(min(most, len(ready)))]
+
+    async def _fill(self) -> None:
         while not self._ready:
             if self._done:
-                return []
+                return
             async with self._lock:
                 if self._ready or self._done:
                     continue
@@ -103,8 +113,6 @@ class _Feed:
                     self._ready.extend(await anext(self._chunks))
                 except StopAsyncIteration:
                     self._done = True
-        ready = self._ready
-        return [ready.popleft() for _ in range(min(most, len(ready)))]
 
     async def aclose(self) -> list[OutboxRecord]:
         """Stop; returns the claimed records no worker took."""
@@ -206,7 +214,7 @@ class Run:
         on_progress: ProgressCallback | None,
         *,
         draining: bool = False,
-        send_batch: int = 1,
+        send_batch: int | None = None,
     ) -> None:
         self.options = options
         self.store = store
@@ -224,9 +232,10 @@ class Run:
         self.fatal: CommunicationError | None = None
         self.interrupted: list[OutboxRecord] = []
         self.counted_suppressed: set[str] = set()
-        # Records per send: what the provider carries best in one `send_many()`, unless a
-        # per-domain bound counts sends one by one.
-        self.batch = 1 if options.per_domain is not None else max(1, send_batch)
+        # Records per send: what the provider carries best in one `send_many()` (None: ask
+        # the provider of the first record's campaign), unless a per-domain bound counts sends
+        # one by one.
+        self.batch = 1 if options.per_domain is not None else send_batch
 
     async def main(
         self,
@@ -264,9 +273,10 @@ class Run:
     async def _pass(self, claimed: AsyncIterator[list[OutboxRecord]]) -> None:
         feed = _Feed(claimed)
         try:
+            batch = self.batch or await self._batch_of(await feed.peek())
             async with anyio.create_task_group() as tg:
-                for _ in range(-(-self.options.max_concurrent // self.batch)):
-                    tg.start_soon(self._worker, feed)
+                for _ in range(-(-self.options.max_concurrent // batch)):
+                    tg.start_soon(self._worker, feed, batch)
         except BaseExceptionGroup as group:
             # One error (a bad recipients source, a bug in a callback) reaches the caller as
             # itself, not wrapped in a group: it is what they have to fix.
@@ -454,8 +464,19 @@ class Run:
             updated_at=time.time(),
         )
 
-    async def _worker(self, feed: _Feed) -> None:
-        while self.fatal is None and (records := await feed.take(self.batch)):
+    async def _batch_of(self, record: OutboxRecord | None) -> int:
+        """Records per send for a drain: what the provider of `record`'s campaign carries
+        best (1 when its campaign cannot be resolved: `_send` reports that)."""
+        if record is None:
+            return 1
+        try:
+            campaign = await self.resolve(record.campaign_id)
+        except CommunicationError:
+            return 1
+        return max(1, campaign.provider.batch_size(self.options.max_concurrent))
+
+    async def _worker(self, feed: _Feed, batch: int) -> None:
+        while self.fatal is None and (records := await feed.take(batch)):
             try:
                 completions = await self._send(records)
             except BaseException:  # cancelled mid-send: settled by _pass, as a crash would be
