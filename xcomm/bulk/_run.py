@@ -48,6 +48,7 @@ __all__ = ["Drain", "ProgressCallback", "Run"]
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 _FLUSH_SIZE = 100
 _FLUSH_AGE = 0.25
+_FLUSH_BACKLOG = 10  # writes' worth of outcomes that may wait while one is being written
 _PROGRESS_EVERY = 0.5
 RETRY_ATTEMPTS = 5  # attempts of a scheduled record at a transient failure before it fails
 RETRY_BACKOFF = 60.0  # seconds before the first retry of a scheduled record; doubles
@@ -66,9 +67,13 @@ class _Completions:
     async def add(self, completion: Completion) -> None:
         if not self._buffer:
             self._oldest = time.monotonic()
-        self._buffer.append(completion)
-        if len(self._buffer) >= _FLUSH_SIZE or time.monotonic() - self._oldest >= _FLUSH_AGE:
-            await self.flush()
+        buffer = self._buffer
+        buffer.append(completion)
+        if len(buffer) >= _FLUSH_SIZE or time.monotonic() - self._oldest >= _FLUSH_AGE:
+            # While a write is under way the other workers go on sending: the next write takes
+            # what they add, unless that grows past a few writes' worth.
+            if not self._lock.locked() or len(buffer) >= _FLUSH_SIZE * _FLUSH_BACKLOG:
+                await self.flush()
 
     async def flush(self) -> None:
         async with self._lock:
@@ -78,15 +83,16 @@ class _Completions:
 
 
 class _Feed:
-    """Claimed records for the workers: whoever finds the queue empty claims the next chunk.
+    """Claimed records for the workers: whoever finds the queue low claims the next chunk.
 
-    There is no producer task and no stream: a worker takes the next record from a deque, and
-    only when it is empty drives the claiming generator (one worker at a time, under a lock).
-    At most one claimed chunk waits here, which bounds what a crash can leave claimed.
+    There is no producer task and no stream: a worker takes the next records from a deque, and
+    when it runs low drives the claiming generator (one worker at a time, under a lock). At
+    most about two claimed chunks wait here, which bounds what a crash can leave claimed.
     """
 
-    def __init__(self, chunks: AsyncIterator[list[OutboxRecord]]) -> None:
+    def __init__(self, chunks: AsyncIterator[list[OutboxRecord]], low: int = 0) -> None:
         self._chunks = chunks
+        self._low = low
         self._ready: deque[OutboxRecord] = deque()
         self._lock = anyio.Lock()
         self._done = False
@@ -97,18 +103,26 @@ class _Feed:
         return self._ready[0] if self._ready else None
 
     async def take(self, most: int) -> list[OutboxRecord]:
-        """Up to `most` records (at least one), or none once every chunk was taken."""
+        """Up to `most` records (at least one), or none once every chunk was taken.
+
+        When fewer than `low` records would be left, the caller first claims the next chunk,
+        so that the other workers, still busy with what is left, never wait for a claim
+        (whose write may queue behind another process's).
+        """
         await self._fill()
+        if len(self._ready) - most < self._low and not self._lock.locked():
+            await self._fill(ahead=True)
         ready = self._ready
         return [ready.popleft() for _ in range(min(most, len(ready)))]
 
-    async def _fill(self) -> None:
-        while not self._ready:
+    async def _fill(self, *, ahead: bool = False) -> None:
+        while ahead or not self._ready:
             if self._done:
                 return
             async with self._lock:
-                if self._ready or self._done:
+                if (self._ready and not ahead) or self._done:
                     continue
+                ahead = False
                 try:
                     self._ready.extend(await anext(self._chunks))
                 except StopAsyncIteration:
@@ -271,7 +285,7 @@ class Run:
         await self._progress(final=True)
 
     async def _pass(self, claimed: AsyncIterator[list[OutboxRecord]]) -> None:
-        feed = _Feed(claimed)
+        feed = _Feed(claimed, low=self.options.max_concurrent // 2)
         try:
             batch = self.batch or await self._batch_of(await feed.peek())
             async with anyio.create_task_group() as tg:
