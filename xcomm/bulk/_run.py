@@ -260,11 +260,11 @@ class Run:
     ) -> None:
         assert self.campaign_id is not None
         if start is not None:  # queue only: a scheduler sends them when due
-            await self._pass(self._fresh(recipients, personalization, start))
+            await self._queued(recipients, personalization, start)
             await self._progress(final=True)
             return
         doubted_before = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
-        await self._pass(self._fresh(recipients, personalization, start))
+        await self._pass(self._fresh(recipients, personalization))
         if self.options.retry_failed:
             self.retry_pass = True
             await self._pass(self._due())
@@ -322,13 +322,14 @@ class Run:
                 completion = _put_back(record, None)
             await self.completions.add(completion)
 
-    async def _fresh(
+    async def _recorded(
         self,
         recipients: RecipientsSource,
         personalization: Mapping[str, Mapping[str, Any]] | None,
         start: float | None,
     ) -> AsyncIterator[list[OutboxRecord]]:
-        """Record each batch in the outbox and yield what this run claimed of it."""
+        """Each batch of the source as records to send: counted, deduplicated, with bad
+        addresses and suppressed recipients settled in the outbox (and not yielded)."""
         async for batch in recipient_batches(recipients, personalization, batch=self.options.batch):
             self.tally.total += len(batch)
             records: dict[str, OutboxRecord] = {}
@@ -350,22 +351,38 @@ class Run:
                         records[key] = _replace(record, status=OutboxStatus.SUPPRESSED)
                         self.tally.suppressed += 1
                         self.counted_suppressed.add(key)  # a pending record of an earlier run
-            pending = [r for r in records.values() if r.status is OutboxStatus.PENDING]
             if settled := [r for r in records.values() if r.status is not OutboxStatus.PENDING]:
                 await self.store.add(settled)
             for record in settled:
                 if record.status is OutboxStatus.FAILED:
                     self._failed(_outcome(record))
-            if start is not None:
-                # Queued for later, nothing to claim now; a key queued before is not ours.
-                added = await self.store.add(pending)
-                self.tally.scheduled += added
-                self.tally.skipped += len(pending) - added
-                continue
-            # Record and claim only as many as the workers can start now, in one write: a
-            # record is `sending` from then on, so a crash leaves at most about two pools'
-            # worth (those in flight and the next chunk) to resend or doubt; the rest of the
-            # batch is not recorded yet, and a resumed run reads it from the source again.
+            yield [r for r in records.values() if r.status is OutboxStatus.PENDING]
+
+    async def _queued(
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+        start: float,
+    ) -> None:
+        """Record every recipient as pending from `start` on; a key queued before is not ours."""
+        async for pending in self._recorded(recipients, personalization, start):
+            added = await self.store.add(pending)
+            self.tally.scheduled += added
+            self.tally.skipped += len(pending) - added
+
+    async def _fresh(
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+    ) -> AsyncIterator[list[OutboxRecord]]:
+        """Record each batch in the outbox and yield what this run claimed of it.
+
+        Records are recorded and claimed only as many as the workers can start now, in one
+        write: a record is `sending` from then on, so a crash leaves at most about two pools'
+        worth (those in flight and the next chunk) to resend or doubt; the rest of the batch
+        is not recorded yet, and a resumed run reads it from the source again.
+        """
+        async for pending in self._recorded(recipients, personalization, None):
             step = self.options.max_concurrent
             for first in range(0, len(pending), step):
                 chunk = pending[first : first + step]
