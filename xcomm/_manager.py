@@ -765,12 +765,14 @@ class CommManager:
         policy: str = "at-least-once",
         lease: float = 300.0,
         daily_cap: int | str | None = None,
+        processes: int = 1,
     ) -> BulkSender:
         """A campaign sender over `provider`, tracked in this manager's outbox.
 
         `rate_limit` is messages per minute (or a `RateLimit`); `daily_cap` is messages per
-        day for the provider's account (or a preset name such as `"gmail"`). See
-        `docs/bulk.md`.
+        day for the provider's account (or a preset name such as `"gmail"`); `processes`
+        sends each campaign from that many processes sharing the outbox (more CPU cores).
+        See `docs/bulk.md`.
         """
         self._require_open("create a bulk sender")
         from xcomm.bulk import BulkSender
@@ -787,6 +789,7 @@ class CommManager:
             policy=policy,
             lease=lease,
             daily_cap=daily_cap,
+            processes=processes,
         )
 
     # -- scheduling ---------------------------------------------------------------------------
@@ -799,6 +802,7 @@ class CommManager:
         its `password_env` variable (an Outlook client secret from `client_secret_env`).
         Raises `ConfigurationError` saying what to do when neither works.
         """
+        from xcomm.bulk._campaign import rebuild_problem
         from xcomm.email._base import EmailProvider
 
         self._require_open("find a campaign's provider")
@@ -811,20 +815,12 @@ class CommManager:
             ):
                 return provider
         of = f"campaign {campaign_id!r}" if campaign_id else "this campaign"
-        kind = wanted.pop("kind", None)
-        if not kind or wanted.pop("custom", False):
+        if (problem := rebuild_problem(wanted)) is not None:
             raise ConfigurationError(
-                f"{of} was sent with a provider that cannot be rebuilt from settings "
-                f"({kind or 'no settings stored'}); create the same provider on this manager "
-                "before running the scheduler"
+                f"{of} {problem}; or create the same provider on this manager before running "
+                "the scheduler"
             )
-        if wanted.get("username") and not wanted.get("password_env"):
-            raise ConfigurationError(
-                f"{of} sends as {wanted['username']!r} on {kind} {wanted.get('host', '')}, but "
-                "its password was given in code and is not stored; create the same provider "
-                "on this manager before running the scheduler, or create it with "
-                "password_env='NAME' so that workers read the password from the environment"
-            )
+        kind = wanted.pop("kind")
         return self.email(str(kind), **wanted)
 
     def create_campaign(

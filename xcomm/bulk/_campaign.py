@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -49,7 +49,9 @@ __all__ = [
     "message_campaign",
     "queue_message",
     "quota_key",
+    "rebuild_problem",
     "schedule_at",
+    "share_of",
     "step_of",
 ]
 
@@ -97,6 +99,17 @@ class Options:
         self.retry_failed = bool(retry_failed)
         self.lease = float(lease)
         self.batch = batch_size
+
+    def share(self, processes: int) -> Options:
+        """What each of `processes` processes sending one campaign together may do."""
+        return Options(
+            max_concurrent=-(-self.max_concurrent // processes),
+            per_domain_concurrency=self.per_domain and max(1, self.per_domain // processes),
+            retry_failed=self.retry_failed,
+            policy=self.policy,
+            lease=self.lease,
+            batch_size=self.batch,
+        )
 
 
 class Campaign:
@@ -213,6 +226,26 @@ def campaign_limit(value: RateLimit | float | None) -> RateLimit | None:
     if limit is None or limit.burst is not None:
         return limit
     return RateLimit(rate=limit.rate, per=limit.per, burst=max(1.0, limit.per_second))
+
+
+def share_of(limit: RateLimit, share: float) -> RateLimit:
+    """`share` of `limit`: what each of several processes sending one campaign may send."""
+    return RateLimit(rate=limit.rate * share, per=limit.per, burst=max(1.0, limit.capacity * share))
+
+
+def rebuild_problem(spec: Mapping[str, Any]) -> str | None:
+    """Why another process cannot build the provider of `spec` from it (None when it can):
+    a sentence to follow "the campaign" / "this provider"."""
+    kind = spec.get("kind")
+    if not kind or spec.get("custom"):
+        return f"uses a provider that cannot be rebuilt from settings ({kind or 'none stored'})"
+    if spec.get("username") and not spec.get("password_env"):
+        return (
+            f"sends as {spec['username']!r} on {kind} {spec.get('host', '')}, but its password "
+            "was given in code and is not stored; create the provider with "
+            "password_env='NAME' so that other processes read it from the environment"
+        )
+    return None
 
 
 SCHEDULED = "scheduled:"  # campaign ids of one-off scheduled messages start with this

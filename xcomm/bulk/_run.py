@@ -10,13 +10,14 @@ goes on; a bug propagates. `Drain` runs the same workers over whatever is due in
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -32,6 +33,7 @@ from xcomm._errors import (
 from xcomm._models import SendResult
 from xcomm._validation import parse_address
 from xcomm.bulk._campaign import DAY, Campaign, Options, Resolver
+from xcomm.bulk._helpers import Helpers, absorb
 from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batches
 from xcomm.bulk._result import CampaignResult, Outcome, Progress, Tally
 from xcomm.outbox import (
@@ -48,8 +50,8 @@ __all__ = ["Drain", "ProgressCallback", "Run"]
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 _FLUSH_SIZE = 100
 _FLUSH_AGE = 0.25
-_FLUSH_BACKLOG = 10  # writes' worth of outcomes that may wait while one is being written
 _PROGRESS_EVERY = 0.5
+_FEED_PAUSE = 0.02  # seconds between looks while a shared run waits for records or sends
 RETRY_ATTEMPTS = 5  # attempts of a scheduled record at a transient failure before it fails
 RETRY_BACKOFF = 60.0  # seconds before the first retry of a scheduled record; doubles
 
@@ -67,13 +69,9 @@ class _Completions:
     async def add(self, completion: Completion) -> None:
         if not self._buffer:
             self._oldest = time.monotonic()
-        buffer = self._buffer
-        buffer.append(completion)
-        if len(buffer) >= _FLUSH_SIZE or time.monotonic() - self._oldest >= _FLUSH_AGE:
-            # While a write is under way the other workers go on sending: the next write takes
-            # what they add, unless that grows past a few writes' worth.
-            if not self._lock.locked() or len(buffer) >= _FLUSH_SIZE * _FLUSH_BACKLOG:
-                await self.flush()
+        self._buffer.append(completion)
+        if len(self._buffer) >= _FLUSH_SIZE or time.monotonic() - self._oldest >= _FLUSH_AGE:
+            await self.flush()
 
     async def flush(self) -> None:
         async with self._lock:
@@ -229,6 +227,7 @@ class Run:
         *,
         draining: bool = False,
         send_batch: int | None = None,
+        progress_every: float = _PROGRESS_EVERY,
     ) -> None:
         self.options = options
         self.store = store
@@ -246,6 +245,9 @@ class Run:
         self.fatal: CommunicationError | None = None
         self.interrupted: list[OutboxRecord] = []
         self.counted_suppressed: set[str] = set()
+        self.handled = 0  # records whose send this run finished with (its share of the work)
+        self.progress_every = progress_every
+        self.helpers: Helpers | None = None
         # Records per send: what the provider carries best in one `send_many()` (None: ask
         # the provider of the first record's campaign), unless a per-domain bound counts sends
         # one by one.
@@ -264,11 +266,11 @@ class Run:
             await self._progress(final=True)
             return
         doubted_before = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
-        await self._pass(self._fresh(recipients, personalization))
-        if self.options.retry_failed:
-            self.retry_pass = True
-            await self._pass(self._due())
-        await self.completions.flush()
+        if self.helpers is None:
+            await self._pass(self._fresh(recipients, personalization))
+            await self._retry()
+        else:
+            await self._shared(recipients, personalization, self.helpers)
         # claim() turns a dead sender's expired leases into in_doubt (at-most-once) without
         # handing them out; they were counted as skipped, so move them where they belong.
         doubted = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
@@ -277,6 +279,69 @@ class Run:
             self.tally.in_doubt += recovered
             self.tally.skipped -= recovered
         await self._progress(final=True)
+
+    async def follow(self, fed: anyio.Event) -> None:
+        """Send the campaign's due records as another process records them, until `fed` is
+        set and none is left due; then give transient failures their one more pass."""
+        await self._pass(self._due(until=fed))
+        await self._retry()
+
+    async def _retry(self) -> None:
+        await self.completions.flush()
+        if self.options.retry_failed:
+            self.retry_pass = True
+            await self._pass(self._due())
+            await self.completions.flush()
+
+    async def _shared(
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+        helpers: Helpers,
+    ) -> None:
+        """`main()` with helper processes: this one records the recipients as pending (a
+        window ahead of what is sent), and it and the helpers claim and send them."""
+        fed = anyio.Event()
+
+        async def feed() -> None:
+            try:
+                await self._feed(recipients, personalization, helpers)
+            except BaseException:
+                await helpers.stop()
+                raise
+            fed.set()
+            await helpers.fed()
+
+        try:
+            with _single_errors():
+                async with anyio.create_task_group() as tg:
+                    await helpers.run(tg)
+                    tg.start_soon(feed)
+                    await self.follow(fed)
+        except BaseException:
+            await helpers.stop()
+            raise
+        for report in helpers.finals():
+            absorb(self.tally, report)
+        # A record of this source already settled by an earlier run is skipped; what is not
+        # counted otherwise is that.
+        tally = self.tally
+        settled = tally.sent + tally.failed + tally.suppressed + tally.in_doubt + tally.scheduled
+        tally.skipped = max(0, tally.total - settled)
+
+    async def _feed(
+        self,
+        recipients: RecipientsSource,
+        personalization: Mapping[str, Mapping[str, Any]] | None,
+        helpers: Helpers,
+    ) -> None:
+        window = max(4 * self.options.batch, 8 * self.options.max_concurrent)
+        recorded = 0
+        async for pending in self._recorded(recipients, personalization, None):
+            recorded += await self.store.add(pending)
+            # The counts move in other processes: look again now and then.
+            while recorded - self.handled - helpers.handled > window:  # noqa: ASYNC110
+                await anyio.sleep(_FEED_PAUSE)
 
     async def drain(self) -> None:
         """Everything due now. Transient failures are queued again with a backoff."""
@@ -288,15 +353,10 @@ class Run:
         feed = _Feed(claimed, low=self.options.max_concurrent // 2)
         try:
             batch = self.batch or await self._batch_of(await feed.peek())
-            async with anyio.create_task_group() as tg:
-                for _ in range(-(-self.options.max_concurrent // batch)):
-                    tg.start_soon(self._worker, feed, batch)
-        except BaseExceptionGroup as group:
-            # One error (a bad recipients source, a bug in a callback) reaches the caller as
-            # itself, not wrapped in a group: it is what they have to fix.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            with _single_errors():
+                async with anyio.create_task_group() as tg:
+                    for _ in range(-(-self.options.max_concurrent // batch)):
+                        tg.start_soon(self._worker, feed, batch)
         finally:
             with anyio.CancelScope(shield=True):
                 for record in await feed.aclose():  # claimed, never started: put back
@@ -396,9 +456,11 @@ class Run:
                 self.tally.skipped += len(chunk) - len(claimed)
                 yield await self._admit(claimed, check_suppressions=False)
 
-    async def _due(self) -> AsyncIterator[list[OutboxRecord]]:
-        """Due records (of this run's campaign, or of all), admitted as `_admit` says."""
+    async def _due(self, until: anyio.Event | None = None) -> AsyncIterator[list[OutboxRecord]]:
+        """Due records (of this run's campaign, or of all), admitted as `_admit` says; with
+        `until`, what another process records too, until `until` is set and none is due."""
         while True:
+            final = until is None or until.is_set()  # nothing recorded after this claim
             claimed = await self.store.claim_due(
                 owner=self.owner,
                 now=time.time(),
@@ -408,7 +470,10 @@ class Run:
                 policy=self.options.policy,
             )
             if not claimed:
-                return
+                if final:
+                    return
+                await anyio.sleep(_FEED_PAUSE)
+                continue
             if self.draining:
                 self.tally.total += len(claimed)
             yield await self._admit(claimed, check_suppressions=True)
@@ -516,6 +581,7 @@ class Run:
             for record, completion in zip(records, completions, strict=True):
                 self._count(completion, record)
                 await self.completions.add(completion)
+            self.handled += len(records)
             await self._progress()
 
     async def _send(self, records: list[OutboxRecord]) -> list[Completion]:
@@ -608,22 +674,40 @@ class Run:
         if self.on_progress is None:
             return
         now = time.perf_counter()
-        if not final and now - self.last_progress < _PROGRESS_EVERY:
+        if not final and now - self.last_progress < self.progress_every:
             return
         self.last_progress = now
         elapsed = now - self.started
+        sent, failed, done = self.tally.sent, self.tally.failed, self.tally.done
+        if self.helpers is not None and not final:  # the final tally has absorbed theirs
+            elsewhere = self.helpers.counts()
+            sent, failed = sent + elsewhere[0], failed + elsewhere[1]
+            done += self.helpers.handled
         event = Progress(
             campaign_id=self.campaign_id or "*",
             seen=self.tally.total,
-            done=self.tally.done,
-            sent=self.tally.sent,
-            failed=self.tally.failed,
+            done=min(done, self.tally.total) if self.helpers is not None else done,
+            sent=sent,
+            failed=failed,
             elapsed=elapsed,
-            rate=self.tally.sent / elapsed if elapsed > 0 else 0.0,
+            rate=sent / elapsed if elapsed > 0 else 0.0,
         )
         outcome = self.on_progress(event)
         if inspect.isawaitable(outcome):
             await outcome
+
+
+@contextlib.contextmanager
+def _single_errors() -> Iterator[None]:
+    """One error of a task group (a bad recipients source, a bug in a callback, a failed
+    helper process) reaches the caller as itself, not wrapped in a group: it is what they
+    have to fix."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 def _outcome(record: OutboxRecord, completion: Completion | None = None) -> Outcome:

@@ -31,6 +31,7 @@ from xcomm.bulk._campaign import (
     definition,
     message_campaign,
     schedule_at,
+    share_of,
 )
 from xcomm.bulk._recipients import RecipientsSource
 from xcomm.bulk._result import CampaignResult, Tally
@@ -61,9 +62,12 @@ class Scheduler:
         *,
         clock: Clock,
         rate_share: float = 1.0,
+        provider_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if not 0 < rate_share <= 1:
             raise ConfigurationError(f"rate_share must be in (0, 1], got {rate_share!r}")
+        # over a campaign's stored provider settings (a helper process's share of the pool)
+        self._settings = dict(provider_settings or {})
         self._comm = comm
         self._store = store
         self._options = options
@@ -86,7 +90,8 @@ class Scheduler:
         return campaign
 
     def _build(self, found: CampaignDefinition) -> Campaign:
-        provider = self._comm.provider_for(found.provider, campaign_id=found.campaign_id)
+        spec = {**found.provider, **self._settings} if found.provider else found.provider
+        provider = self._comm.provider_for(spec, campaign_id=found.campaign_id)
         if found.options.get("kind") == "message":
             return message_campaign(found.campaign_id, provider)
         signer = _signer(found)
@@ -278,7 +283,7 @@ def _limit(stored: object, share: float) -> RateLimit | None:
     if not isinstance(stored, dict):
         return None
     limit = RateLimit(rate=float(stored["rate"]), per=float(stored["per"]), burst=stored["burst"])
-    return RateLimit(rate=limit.rate * share, per=limit.per, burst=max(1.0, limit.capacity * share))
+    return share_of(limit, share)
 
 
 def _add(totals: Tally, result: CampaignResult) -> None:

@@ -11,6 +11,7 @@ process can send what it queued for later (`schedule_time`) or left behind.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -31,8 +32,11 @@ from xcomm.bulk._campaign import (
     check_campaign_id,
     daily_cap_of,
     definition,
+    rebuild_problem,
     schedule_at,
+    share_of,
 )
+from xcomm.bulk._helpers import Helpers, HelperSettings
 from xcomm.bulk._progress import CampaignRun
 from xcomm.bulk._recipients import RecipientsSource
 from xcomm.bulk._result import CampaignResult, Outcome, Progress
@@ -46,6 +50,29 @@ from xcomm.outbox import (
 )
 
 __all__ = ["BulkSender", "CampaignArguments"]
+
+
+def _processes(value: object, provider: EmailProvider, track_delivery: bool) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"processes must be a positive int, got {value!r}")
+    if value == 1:
+        return 1
+    if not track_delivery:
+        raise ConfigurationError(
+            f"processes={value} shares the work through the outbox: it needs track_delivery=True"
+        )
+    if (problem := rebuild_problem(provider.spec())) is not None:
+        raise ConfigurationError(
+            f"processes={value}: helper processes build the provider from its settings, but "
+            f"it {problem}"
+        )
+    if provider.limiter is not None:
+        raise ConfigurationError(
+            f"processes={value}: the provider's own rate limit holds in this process only; "
+            "give the campaign its rate instead (create_bulk_sender(rate_limit=...)), which "
+            "the processes share"
+        )
+    return value
 
 
 class CampaignArguments(TypedDict):
@@ -93,6 +120,11 @@ class BulkSender:
             name such as `"gmail"`); what does not fit today is queued for the next day
             (`result.scheduled`) and sent by the scheduler. Counted per account, across
             campaigns and worker processes, in UTC days.
+        processes: send from this many processes (this one and `processes - 1` helpers
+            started for each campaign), to use more than one CPU core. They share the SQLite
+            outbox, and split `max_concurrent`, `rate_limit`, `per_domain_concurrency` and the
+            provider's `pool_size` between them. The provider must be one a helper can build
+            from its settings (a password as `password_env`), without a rate limit of its own.
     """
 
     def __init__(
@@ -110,6 +142,7 @@ class BulkSender:
         lease: float = 300.0,
         batch_size: int = 500,
         daily_cap: int | str | None = None,
+        processes: int = 1,
     ) -> None:
         if not isinstance(provider, EmailProvider):
             raise ConfigurationError(
@@ -126,10 +159,13 @@ class BulkSender:
             batch_size=batch_size,
         )
         self._limit = campaign_limit(rate_limit)
-        self._bucket = TokenBucket.from_limit(self._limit, clock=clock) if self._limit else None
         self._provider = provider
         self._outbox = outbox
         self._track = track_delivery
+        self._processes = _processes(processes, provider, track_delivery)
+        # This process's share of the rate; each helper takes an equal one.
+        mine = self._limit and share_of(self._limit, 1 / self._processes)
+        self._bucket = TokenBucket.from_limit(mine, clock=clock) if mine else None
 
     async def _store(self) -> OutboxStore:
         if self._track:
@@ -201,20 +237,62 @@ class BulkSender:
         async def resolve(_: str) -> Campaign:
             return campaign
 
-        run = Run(
-            self._options,
-            store,
-            resolve,
-            campaign_id,
-            on_progress,
-            send_batch=self._provider.batch_size(self._options.max_concurrent),
-        )
+        batch = self._provider.batch_size(self._options.max_concurrent)
+        shared = self._processes > 1 and start is None
+        options = self._options.share(self._processes) if shared else self._options
+        run = Run(options, store, resolve, campaign_id, on_progress, send_batch=batch)
+        if shared:
+            run.helpers = self._helpers(store, campaign_id, options, batch, unsubscribe)
         try:
             await run.main(recipients, personalization_data, start=start)
         finally:
             if not self._track:
                 await store.aclose()
         return run.tally.result(campaign_id, time.perf_counter() - run.started)
+
+    def _helpers(
+        self,
+        store: OutboxStore,
+        campaign_id: str,
+        options: Options,
+        batch: int,
+        unsubscribe: UnsubscribeSigner | None,
+    ) -> Helpers:
+        """The helper processes of a campaign; `ConfigurationError` before anything is sent
+        when they could not send it."""
+        path = getattr(store, "path", None)
+        if path is None:
+            raise ConfigurationError(
+                f"processes={self._processes} needs an outbox that other processes can open "
+                f"(a SQLite file), not {type(store).__name__}; create the manager with "
+                "CommManager(outbox='campaigns.sqlite3')"
+            )
+        if unsubscribe is not None and not unsubscribe.secret_env:
+            raise ConfigurationError(
+                f"processes={self._processes}: the helper processes sign unsubscribe links "
+                "too, but this signer's secret was given in code; create it with "
+                "UnsubscribeSigner.from_env(NAME, url)"
+            )
+        settings = dict(self._provider.spec())
+        if isinstance(settings.get("pool_size"), int):  # the connections are shared out too
+            settings["pool_size"] = -(-settings["pool_size"] // self._processes)
+        loop = type(asyncio.get_running_loop()).__module__
+        return Helpers(
+            HelperSettings(
+                outbox=str(path),
+                campaign_id=campaign_id,
+                max_concurrent=options.max_concurrent,
+                per_domain=options.per_domain,
+                policy=options.policy.value,
+                lease=options.lease,
+                retry_failed=options.retry_failed,
+                rate_share=1 / self._processes,
+                batch=batch,
+                provider_settings=settings,
+                uvloop=loop.startswith("uvloop"),
+            ),
+            self._processes - 1,
+        )
 
     def start_campaign(self, **arguments: Unpack[CampaignArguments]) -> CampaignRun:
         """`send_campaign(...)` in the background, watched as an async iterator of `Progress`

@@ -1,0 +1,147 @@
+"""`create_bulk_sender(processes=N)`: one campaign sent by this process and helper processes
+sharing the SQLite outbox, against a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from xcomm import CommManager, CommunicationError, ConfigurationError, RetryPolicy
+from xcomm._templates import Template, UnsubscribeSigner
+from xcomm.outbox import OutboxStatus
+
+SMTPServer = Any  # conftest.SMTPServer
+FAST = RetryPolicy(max_attempts=2, backoff=0.001, max_backoff=0.001, jitter=False)
+TEMPLATE = Template(subject="Hello {{ name }}", text="Dear {{ name }}, code {{ code }}.")
+# 1,000 a second between the processes: long enough for a helper to start and take a share
+RATE = 60_000
+
+
+def people(n: int) -> list[dict[str, object]]:
+    return [{"email": f"user{i}@example.org", "name": f"User {i}", "code": i} for i in range(n)]
+
+
+def recipients_of(server: SMTPServer) -> list[str]:
+    return [
+        str(email.message_from_bytes(m.content, policy=email.policy.default)["to"])
+        for m in server.recorder.messages
+    ]
+
+
+def children() -> list[int]:
+    """Processes whose parent is this one (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                found.append(int(entry.name))
+    return found
+
+
+async def test_processes_share_a_campaign_and_send_each_recipient_once(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    outbox = str(tmp_path / "outbox.sqlite3")
+    async with CommManager(outbox=outbox, retry=FAST) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="news@example.com", pool_size=4)
+        bulk = comm.create_bulk_sender(smtp, max_concurrent=16, rate_limit=RATE, processes=2)
+        result = await bulk.send_campaign(
+            template=TEMPLATE, recipients=people(2000), campaign_id="shared"
+        )
+        here = smtp.statistics().messages_sent
+        statuses = {o.status async for o in bulk.results("shared")}
+        again = await bulk.send_campaign(
+            template=TEMPLATE, recipients=people(2000), campaign_id="shared"
+        )
+    assert (result.total, result.sent, result.failed, result.skipped) == (2000, 2000, 0, 0)
+    assert result.in_doubt == 0 and result.p99_latency >= result.p50_latency > 0
+    # every recipient exactly once, some of them sent by the helper
+    assert sorted(recipients_of(server)) == sorted(f"user{i}@example.org" for i in range(2000))
+    assert 0 < here < 2000
+    assert statuses == {OutboxStatus.SENT}
+    assert (again.sent, again.skipped) == (0, 2000)
+    assert len(server.recorder.messages) == 2000
+    assert children() == []  # the helpers are gone
+
+
+async def test_a_helper_killed_mid_campaign_stops_the_run_and_a_rerun_finishes_it(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    outbox = str(tmp_path / "outbox.sqlite3")
+    async with CommManager(outbox=outbox, retry=FAST) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="news@example.com", pool_size=4)
+        bulk = comm.create_bulk_sender(
+            smtp, max_concurrent=8, rate_limit=RATE // 4, processes=2, lease=0.5
+        )
+
+        async def kill_the_helper() -> None:
+            while len(server.recorder.messages) < 300:  # noqa: ASYNC110 - another thread's
+                await anyio.sleep(0.05)
+            for pid in children():
+                os.kill(pid, signal.SIGKILL)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(kill_the_helper)
+            with pytest.raises(CommunicationError, match="exited with status -9"):
+                await bulk.send_campaign(
+                    template=TEMPLATE, recipients=people(1500), campaign_id="killed"
+                )
+        assert len(server.recorder.messages) < 1500
+        await anyio.sleep(0.6)  # the dead helper's leases expire
+        resumed = await comm.create_bulk_sender(smtp, max_concurrent=8).send_campaign(
+            template=TEMPLATE, recipients=people(1500), campaign_id="killed"
+        )
+        statuses = {o.status async for o in bulk.results("killed")}
+    assert resumed.failed == 0
+    assert statuses == {OutboxStatus.SENT}
+    # nobody lost; only what the helper had in flight at the kill may have gone twice
+    delivered = recipients_of(server)
+    assert set(delivered) == {f"user{i}@example.org" for i in range(1500)}
+    # claimed and unrecorded at the kill: in flight, the next claimed chunk, unflushed outcomes
+    assert len(delivered) - 1500 <= 2 * 8 + 100
+    assert children() == []
+
+
+async def test_processes_refuse_what_a_helper_could_not_do(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    host, port = server.host, server.port
+    async with CommManager(outbox="memory://") as comm:
+        plain = comm.smtp(host, port, sender="n@example.com")
+        with pytest.raises(ConfigurationError, match="processes must be a positive int"):
+            comm.create_bulk_sender(plain, processes=0)
+        with pytest.raises(ConfigurationError, match="needs track_delivery=True"):
+            comm.create_bulk_sender(plain, processes=2, track_delivery=False)
+        secret = comm.smtp(host, port, username="u", password="in code", sender="n@example.com")
+        with pytest.raises(ConfigurationError, match="password_env='NAME'"):
+            comm.create_bulk_sender(secret, processes=2)
+        limited = comm.smtp(host, port, sender="n@example.com", rate_limit=600)
+        with pytest.raises(ConfigurationError, match="own rate limit"):
+            comm.create_bulk_sender(limited, processes=2)
+        with pytest.raises(ConfigurationError, match="a SQLite file"):
+            await comm.create_bulk_sender(plain, processes=2).send_campaign(
+                template=TEMPLATE, recipients=people(3)
+            )
+    async with CommManager(outbox=str(tmp_path / "o.sqlite3")) as comm:
+        plain = comm.smtp(host, port, sender="n@example.com")
+        signer = UnsubscribeSigner(secret=b"k" * 32, base_url="https://example.com/u")
+        with pytest.raises(ConfigurationError, match="from_env"):
+            await comm.create_bulk_sender(plain, processes=2).send_campaign(
+                template=TEMPLATE, recipients=people(3), unsubscribe=signer
+            )
+    assert server.recorder.messages == []  # refused before anything was sent

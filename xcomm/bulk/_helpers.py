@@ -1,0 +1,271 @@
+"""Helper processes: `send_campaign` on several cores of one machine.
+
+    this process: source → outbox (pending, a window ahead) ┐
+                                                            ├→ claim due → send → finish
+    N-1 helper processes ───────────────────────────────────┘
+
+A helper (`main()` here, in a new interpreter) is a process of its own: its own event loop,
+GIL and connections. It claims the campaign's due records from the shared SQLite outbox,
+sends them with the campaign as its stored definition describes it, and reports on its
+standard output: a progress line every 0.1 s and a final report. Its standard input carries
+its settings (one JSON line) and then stays open while the campaign is being fed: end of
+input means "no more records will come", and the helper finishes what is due and exits.
+SIGTERM stops it as a cancelled run stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import anyio.abc
+import msgspec
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from xcomm._errors import CommunicationError, ConfigurationError
+from xcomm.bulk._result import Outcome, Progress, Tally
+
+__all__ = ["HelperSettings", "Helpers", "Report"]
+
+_REPORT_EVERY = 0.1  # seconds between a helper's progress lines
+_MAX_LINE = 1 << 26
+_STOP_GRACE = 10.0  # seconds a stopped helper has to settle what it has in flight
+
+
+class HelperSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What a helper is told on its standard input."""
+
+    outbox: str
+    campaign_id: str
+    max_concurrent: int
+    per_domain: int | None
+    policy: str
+    lease: float
+    retry_failed: bool
+    rate_share: float
+    batch: int
+    provider_settings: dict[str, Any]
+    uvloop: bool
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """A helper's counts so far (`final`: its last line, with latencies and failures)."""
+
+    handled: int = 0
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    in_doubt: int = 0
+    scheduled: int = 0
+    final: bool = False
+    latencies: list[float] = []
+    failures: list[Outcome] = []
+    error: str | None = None
+    configuration: bool = False  # the error is a ConfigurationError
+
+
+_REPORT = msgspec.json.Decoder(Report)
+_ENCODER = msgspec.json.Encoder()
+
+
+def report_of(tally: Tally, handled: int, *, final: bool = False) -> Report:
+    return Report(
+        handled=handled,
+        sent=tally.sent,
+        failed=tally.failed,
+        suppressed=tally.suppressed,
+        in_doubt=tally.in_doubt,
+        scheduled=tally.scheduled,
+        final=final,
+        latencies=list(tally.latencies) if final else [],
+        failures=list(tally.failures) if final else [],
+    )
+
+
+class Helpers:
+    """The helper processes of one run, as the feeding process sees them."""
+
+    def __init__(self, settings: HelperSettings, count: int) -> None:
+        self._settings = settings
+        self._count = count
+        self._processes: list[anyio.abc.Process] = []
+        self._reports: list[Report] = []
+
+    @property
+    def handled(self) -> int:
+        """Records the helpers have finished with (sent, failed...) so far."""
+        return sum(report.handled for report in self._reports)
+
+    def counts(self) -> tuple[int, int]:
+        """(sent, failed) by the helpers so far, for progress events."""
+        return sum(r.sent for r in self._reports), sum(r.failed for r in self._reports)
+
+    async def run(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start the helpers and read their reports in `task_group`. A helper that fails
+        raises there (a `ConfigurationError` it met, or a `CommunicationError`)."""
+        line = _ENCODER.encode(self._settings) + b"\n"
+        for index in range(self._count):
+            process = await anyio.open_process(
+                [sys.executable, "-c", "import sys, xcomm.bulk._helpers as h; sys.exit(h.main())"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None,
+            )
+            self._processes.append(process)
+            self._reports.append(Report())
+            assert process.stdin is not None
+            await process.stdin.send(line)
+            task_group.start_soon(self._read, index, process)
+
+    async def _read(self, index: int, process: anyio.abc.Process) -> None:
+        assert process.stdout is not None
+        stream = BufferedByteReceiveStream(process.stdout)
+        report: Report | None = None
+        with contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead):
+            while True:
+                report = _REPORT.decode(await stream.receive_until(b"\n", _MAX_LINE))
+                self._reports[index] = report
+                if report.final:
+                    break
+        code = await process.wait()
+        if report is not None and report.error is not None:
+            error = ConfigurationError if report.configuration else CommunicationError
+            raise error(f"a helper process of the campaign failed: {report.error}")
+        if report is None or not report.final or code != 0:
+            raise CommunicationError(
+                f"a helper process of the campaign (pid {process.pid}) exited with status "
+                f"{code} before it finished; what it had in flight is settled by the delivery "
+                "policy when its lease expires: run the campaign again to finish it"
+            )
+
+    async def fed(self) -> None:
+        """No more records will come: each helper sends what is due, then exits."""
+        for process in self._processes:
+            if process.stdin is not None:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await process.stdin.aclose()
+
+    async def stop(self) -> None:
+        """Stop every helper still running (SIGTERM, then SIGKILL after a grace period)."""
+        with anyio.CancelScope(shield=True):
+            for process in self._processes:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.terminate()
+            with anyio.move_on_after(_STOP_GRACE):
+                for process in self._processes:
+                    await process.wait()
+            for process in self._processes:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+
+    def finals(self) -> Sequence[Report]:
+        """The helpers' last reports (final ones once `run()`'s readers are done)."""
+        return self._reports
+
+
+def absorb(tally: Tally, report: Report) -> None:
+    """Add a helper's final counts to the feeding run's."""
+    tally.sent += report.sent
+    tally.failed += report.failed
+    tally.suppressed += report.suppressed
+    tally.in_doubt += report.in_doubt
+    tally.scheduled += report.scheduled
+    tally.latencies.extend(report.latencies)
+    tally.failures.extend(report.failures)
+
+
+# -- in the helper process ---------------------------------------------------------------------
+
+
+async def _serve(settings: HelperSettings) -> Report:
+    from xcomm._manager import CommManager
+    from xcomm.bulk._campaign import Options
+    from xcomm.bulk._run import Run
+    from xcomm.bulk._scheduler import Scheduler
+
+    out = sys.stdout.buffer
+    fed = anyio.Event()
+
+    async def wait_for_end_of_input() -> None:
+        await anyio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
+        fed.set()
+
+    async with CommManager(outbox=settings.outbox) as comm:
+        options = Options(
+            max_concurrent=settings.max_concurrent,
+            per_domain_concurrency=settings.per_domain,
+            retry_failed=settings.retry_failed,
+            policy=settings.policy,
+            lease=settings.lease,
+        )
+        store = await comm.outbox()
+        scheduler = Scheduler(
+            comm,
+            store,
+            options,
+            clock=comm.clock,
+            rate_share=settings.rate_share,
+            provider_settings=settings.provider_settings,
+        )
+        await scheduler.resolve(settings.campaign_id)  # a configuration error before any claim
+
+        def report(_: Progress) -> None:
+            out.write(_ENCODER.encode(report_of(run.tally, run.handled)) + b"\n")
+            out.flush()
+
+        run = Run(
+            options,
+            store,
+            scheduler.resolve,
+            settings.campaign_id,
+            report,
+            send_batch=settings.batch,
+            progress_every=_REPORT_EVERY,
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for_end_of_input)
+            await run.follow(fed)
+            tg.cancel_scope.cancel()
+        return report_of(run.tally, run.handled, final=True)
+
+
+def main() -> int:
+    """One helper process (see the module's docstring); returns its exit status."""
+    settings = msgspec.json.decode(sys.stdin.buffer.readline(), type=HelperSettings)
+    factory = None
+    if settings.uvloop and importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the feeder's to handle
+    with asyncio.Runner(loop_factory=factory) as runner:
+        loop = runner.get_loop()
+        task: asyncio.Task[Report] | None = None
+
+        async def serve() -> Report:
+            nonlocal task
+            task = asyncio.current_task()
+            return await _serve(settings)
+
+        loop.add_signal_handler(signal.SIGTERM, lambda: task.cancel() if task else None)
+        try:
+            final = runner.run(serve())
+        except asyncio.CancelledError:
+            return 143  # stopped by the feeding process: what was in flight is settled
+        except CommunicationError as exc:
+            final = Report(
+                final=True, error=str(exc), configuration=isinstance(exc, ConfigurationError)
+            )
+    sys.stdout.buffer.write(_ENCODER.encode(final) + b"\n")
+    sys.stdout.buffer.flush()
+    return 0 if final.error is None else 1
