@@ -202,7 +202,14 @@ def recipients(count: int, tag: str) -> Iterator[dict[str, str]]:
 
 
 async def xcomm_campaign(
-    port: int, count: int, *, pool_size: int, max_concurrent: int, outbox: str, tag: str
+    port: int,
+    count: int,
+    *,
+    pool_size: int,
+    max_concurrent: int,
+    outbox: str,
+    tag: str,
+    processes: int = 1,
 ) -> tuple[float, int, int]:
     """Send one campaign; return (seconds in send_campaign, sent, failed)."""
     async with CommManager(outbox=outbox) as comm:
@@ -213,7 +220,9 @@ async def xcomm_campaign(
             pool_size=pool_size,
             max_messages_per_connection=MAX_MESSAGES_PER_CONNECTION,
         )
-        bulk = comm.create_bulk_sender(smtp, max_concurrent=max_concurrent, track_delivery=True)
+        bulk = comm.create_bulk_sender(
+            smtp, max_concurrent=max_concurrent, track_delivery=True, processes=processes
+        )
         started = time.perf_counter()
         result = await bulk.send_campaign(
             template=TEMPLATE, recipients=recipients(count, tag), campaign_id=f"bench-{tag}"
@@ -246,16 +255,18 @@ class XcommRunner:
         max_concurrent: int,
         sqlite: bool,
         loop: str = "asyncio",
+        processes: int = 1,
     ) -> None:
         self.port, self.workdir, self.sqlite = port, workdir, sqlite
         self.pool_size, self.max_concurrent = pool_size, max_concurrent
-        self.loop = loop
+        self.loop, self.processes = loop, processes
         self.runs = 0
 
     def __call__(self, count: int) -> tuple[float, int]:
         self.runs += 1
         kind = "s" if self.sqlite else "m"
-        tag = f"p{self.pool_size}c{self.max_concurrent}{kind}{self.loop[0]}{self.runs}"
+        tag = f"p{self.pool_size}c{self.max_concurrent}{kind}{self.loop[0]}x{self.processes}"
+        tag += str(self.runs)
         outbox = str(self.workdir / f"{tag}.sqlite3") if self.sqlite else "memory://"
         campaign = xcomm_campaign(
             self.port,
@@ -264,6 +275,7 @@ class XcommRunner:
             max_concurrent=self.max_concurrent,
             outbox=outbox,
             tag=tag,
+            processes=self.processes,
         )
         with asyncio.Runner(loop_factory=loop_factory(self.loop)) as runner:
             elapsed, sent, _failed = runner.run(campaign)
@@ -522,6 +534,7 @@ def report(
     nodemailer: Result | None,
     skipped: dict[str, str],
     default_loop: Result | None = None,
+    shared: Result | None = None,
 ) -> None:
     """One JSON line per result, then a table and the bars."""
     common = metadata("bulk")
@@ -567,7 +580,8 @@ def report(
     print_table(rows, note_last=True)
     print()
     loop = best.settings.get("loop", "asyncio")
-    for xcomm, on in ((best, loop), (default_loop, "asyncio")):
+    processes = f"{loop}, processes={shared.settings['processes']}" if shared else ""
+    for xcomm, on in ((best, loop), (shared, processes), (default_loop, "asyncio")):
         if xcomm is None:
             continue
         ratio = xcomm.rate / reference.rate
@@ -675,7 +689,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
         def xcomm(
-            pool_size: int, max_concurrent: int, *, sqlite: bool, loop: str = args.loop
+            pool_size: int,
+            max_concurrent: int,
+            *,
+            sqlite: bool,
+            loop: str = args.loop,
+            processes: int = 1,
         ) -> XcommRunner:
             return XcommRunner(
                 port,
@@ -684,6 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_concurrent=max_concurrent,
                 sqlite=sqlite,
                 loop=loop,
+                processes=processes,
             )
 
         def source(count: int) -> tuple[float, int]:
@@ -745,6 +765,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             (best, xcomm(pool_size, max_concurrent, sqlite=True)),
             (memory, xcomm(pool_size, max_concurrent, sqlite=False)),
         ]
+        shared: Result | None = None  # the same campaign from one process per core
+        cores = os.cpu_count() or 1
+        if cores > 1:
+            shared = Result(
+                f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, SQLite outbox"
+                f"{on}, processes={cores}",
+                n,
+                settings={**chosen.settings, "processes": cores},
+                tags=["outbox on", f"{cores} processes"],
+            )
+            contenders.append(
+                (shared, xcomm(pool_size, max_concurrent, sqlite=True, processes=cores))
+            )
         default_loop: list[Result] = []  # the same on asyncio's loop, when xcomm ran on uvloop
         if args.loop != "asyncio":
             for sqlite, outbox in ((True, "SQLite"), (False, "memory://")):
@@ -841,7 +874,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for result, run in contenders:
                 run_once(result, sink, run)
 
-    results = [reference, best, memory, *default_loop]
+    results = [reference, best, *([shared] if shared else []), memory, *default_loop]
     if nodemailer is not None:
         results.append(nodemailer)
     results += peers
@@ -853,6 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nodemailer=nodemailer,
         skipped=skipped,
         default_loop=default_loop[0] if default_loop else None,
+        shared=shared,
     )
     return 0 if all(r.verified for r in results) else 1
 

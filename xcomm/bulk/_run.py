@@ -6,6 +6,8 @@
 No task is created per recipient, and at most one chunk waits claimed beside those in flight,
 which bounds what a crash can leave claimed. One recipient's failure is recorded and the run
 goes on; a bug propagates. `Drain` runs the same workers over whatever is due in the outbox.
+With helper processes (`processes=N`, see `_helpers`), this process records the source as
+pending a window ahead, and it and the helpers claim the due records from the outbox.
 """
 
 from __future__ import annotations
