@@ -36,16 +36,19 @@ def recipients_of(server: SMTPServer) -> list[str]:
     ]
 
 
-def children() -> list[int]:
-    """Processes whose parent is this one (from /proc)."""
+def helpers() -> list[int]:
+    """The helper processes this one started (from /proc; other children, such as a test
+    server's, are not helpers)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+            parent = int(stat.rpartition(")")[2].split()[1])
+            if parent == os.getpid() and b"xcomm.bulk._helpers" in command:
                 found.append(int(entry.name))
     return found
 
@@ -74,7 +77,7 @@ async def test_processes_share_a_campaign_and_send_each_recipient_once(
     assert statuses == {OutboxStatus.SENT}
     assert (again.sent, again.skipped) == (0, 2000)
     assert len(server.recorder.messages) == 2000
-    assert children() == []  # the helpers are gone
+    assert helpers() == []  # the helpers are gone
 
 
 async def test_a_helper_killed_mid_campaign_stops_the_run_and_a_rerun_finishes_it(
@@ -91,7 +94,9 @@ async def test_a_helper_killed_mid_campaign_stops_the_run_and_a_rerun_finishes_i
         async def kill_the_helper() -> None:
             while len(server.recorder.messages) < 300:  # noqa: ASYNC110 - another thread's
                 await anyio.sleep(0.05)
-            for pid in children():
+            started = helpers()
+            assert started, "the helper process should be running"
+            for pid in started:
                 os.kill(pid, signal.SIGKILL)
 
         async with anyio.create_task_group() as tg:
@@ -113,7 +118,7 @@ async def test_a_helper_killed_mid_campaign_stops_the_run_and_a_rerun_finishes_i
     assert set(delivered) == {f"user{i}@example.org" for i in range(1500)}
     # claimed and unrecorded at the kill: in flight, the next claimed chunk, unflushed outcomes
     assert len(delivered) - 1500 <= 2 * 8 + 100
-    assert children() == []
+    assert helpers() == []
 
 
 async def test_processes_refuse_what_a_helper_could_not_do(
