@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import email
 import email.policy
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from xcomm import (
     ConfigurationError,
     Contact,
     LifecycleError,
+    OutboxError,
     RetryPolicy,
     ValidationError,
 )
@@ -278,6 +280,34 @@ async def test_leaving_a_started_campaign_early_cancels_it_and_loses_nobody(
     assert set(delivered) == {f"Hello User {i}" for i in range(60)}  # nobody lost
     # at-least-once: only a send in flight at the cancel (2 at most) can go out twice
     assert len(delivered) - 60 <= 2
+
+
+async def test_an_outbox_that_fails_to_record_outcomes_stops_the_run(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    """Outcomes are written beside the sends; when such a write fails (here a trigger makes
+    SQLite refuse it, as a full disk would), the run stops with the store's error, and the
+    records whose outcome could not be written stay claimed, for the policy to settle."""
+    server = smtpd("plain")
+    path = tmp_path / "outbox.sqlite3"
+    async with CommManager(outbox=str(path), retry=FAST) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="n@example.com")
+        bulk = comm.create_bulk_sender(smtp, max_concurrent=4)
+        await bulk.send_campaign(template=TEMPLATE, recipients=people(1), campaign_id="w")
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF status ON records "
+                "WHEN NEW.status = 'sent' "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        db.close()
+        with pytest.raises(OutboxError, match="database or disk is full"):
+            await bulk.send_campaign(template=TEMPLATE, recipients=people(300), campaign_id="w")
+        counts = await (await comm.outbox()).counts("w")
+    assert counts[OutboxStatus.SENT] == 1  # the first run's
+    # sent, their outcome not written: claimed until the policy settles them on a rerun
+    assert counts[OutboxStatus.SENDING] >= 1
+    assert len(server.recorder.messages) > 1
 
 
 async def test_a_bug_in_a_started_campaign_is_raised_as_itself(

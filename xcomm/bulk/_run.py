@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import msgspec
+from anyio.abc import TaskGroup
 
 from xcomm._errors import (
     CommunicationError,
@@ -59,7 +60,13 @@ RETRY_BACKOFF = 60.0  # seconds before the first retry of a scheduled record; do
 
 
 class _Completions:
-    """Outcomes buffered and written to the outbox in batches (at most ~100 or 0.25 s old)."""
+    """Outcomes buffered and written to the outbox in batches (~100 at a time, or 0.25 s old).
+
+    During a pass (`background` set to its task group), a task of the pass writes a full
+    buffer while the worker that filled it goes on sending. A worker waits only when the next
+    buffer is full before that write is done, so at most two buffers of outcomes are ever
+    unwritten (what a crash can leave to resend or doubt), as when every write was waited for.
+    """
 
     def __init__(self, store: OutboxStore, owner: str) -> None:
         self._store = store
@@ -67,27 +74,47 @@ class _Completions:
         self._buffer: list[Completion] = []
         self._oldest = 0.0
         self._lock = anyio.Lock()
+        self._writing = False  # a background write is started or under way
+        self.background: TaskGroup | None = None
 
     async def add(self, completion: Completion) -> None:
         if not self._buffer:
             self._oldest = time.monotonic()
         self._buffer.append(completion)
-        if len(self._buffer) >= _FLUSH_SIZE or time.monotonic() - self._oldest >= _FLUSH_AGE:
+        full = len(self._buffer) >= _FLUSH_SIZE
+        if not full and time.monotonic() - self._oldest < _FLUSH_AGE:
+            return
+        if self.background is not None and not self._writing:
+            self._writing = True
+            batch, self._buffer = self._buffer, []
+            self.background.start_soon(self._write, batch)
+        elif full:
             await self.flush()
 
     async def flush(self) -> None:
+        """Write what is buffered (after a write under way), and wait for it."""
         async with self._lock:
             batch, self._buffer = self._buffer, []
             if batch:
                 await self._store.finish(batch, owner=self._owner, now=time.time())
 
+    async def _write(self, batch: list[Completion]) -> None:
+        try:
+            with anyio.CancelScope(shield=True):  # outcomes are written, cancelled or not
+                async with self._lock:
+                    await self._store.finish(batch, owner=self._owner, now=time.time())
+        finally:
+            self._writing = False
+
 
 class _Feed:
-    """Claimed records for the workers: whoever finds the queue low claims the next chunk.
+    """Claimed records for the workers: the next chunk is claimed before the queue runs dry.
 
-    There is no producer task and no stream: a worker takes the next records from a deque, and
-    when it runs low drives the claiming generator (one worker at a time, under a lock). At
-    most about two claimed chunks wait here, which bounds what a crash can leave claimed.
+    There is no producer task and no stream: a worker takes the next records from a deque.
+    The one that finds fewer than `low` left starts the claim of the next chunk, in a task
+    of the pass (`background`) so that it goes on sending meanwhile, and a worker that finds
+    the queue empty waits for that claim (whose write may queue behind another process's).
+    At most about two claimed chunks wait here, which bounds what a crash can leave claimed.
     """
 
     def __init__(self, chunks: AsyncIterator[list[OutboxRecord]], low: int = 0) -> None:
@@ -96,6 +123,8 @@ class _Feed:
         self._ready: deque[OutboxRecord] = deque()
         self._lock = anyio.Lock()
         self._done = False
+        self._claiming = False  # a claim ahead is started or under way
+        self.background: TaskGroup | None = None
 
     async def peek(self) -> OutboxRecord | None:
         """The next record, left in the queue (None once every chunk was taken)."""
@@ -103,17 +132,24 @@ class _Feed:
         return self._ready[0] if self._ready else None
 
     async def take(self, most: int) -> list[OutboxRecord]:
-        """Up to `most` records (at least one), or none once every chunk was taken.
-
-        When fewer than `low` records would be left, the caller first claims the next chunk,
-        so that the other workers, still busy with what is left, never wait for a claim
-        (whose write may queue behind another process's).
-        """
+        """Up to `most` records (at least one), or none once every chunk was taken."""
         await self._fill()
-        if len(self._ready) - most < self._low and not self._lock.locked():
-            await self._fill(ahead=True)
         ready = self._ready
+        if len(ready) - most < self._low and not (
+            self._done or self._claiming or self._lock.locked()
+        ):
+            if self.background is None:
+                await self._fill(ahead=True)
+            else:
+                self._claiming = True
+                self.background.start_soon(self._claim_ahead)
         return [ready.popleft() for _ in range(min(most, len(ready)))]
+
+    async def _claim_ahead(self) -> None:
+        try:
+            await self._fill(ahead=True)
+        finally:
+            self._claiming = False
 
     async def _fill(self, *, ahead: bool = False) -> None:
         while ahead or not self._ready:
@@ -357,9 +393,12 @@ class Run:
             batch = self.batch or await self._batch_of(await feed.peek())
             with _single_errors():
                 async with anyio.create_task_group() as tg:
+                    # Claims ahead and outcome writes run beside the sends, in tasks of tg.
+                    feed.background = self.completions.background = tg
                     for _ in range(-(-self.options.max_concurrent // batch)):
                         tg.start_soon(self._worker, feed, batch)
         finally:
+            feed.background = self.completions.background = None
             with anyio.CancelScope(shield=True):
                 for record in await feed.aclose():  # claimed, never started: put back
                     await self.completions.add(_put_back(record, self.fatal))

@@ -104,9 +104,11 @@ _RETURNING = (
     .replace("updated_at", "CAST(updated_at AS REAL)")
 )
 _INSERT = f"INSERT OR IGNORE INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
-# add_claimed: "{}" is a list of row placeholders; returns the keys that were new
-_INSERT_RETURNING = f"INSERT OR IGNORE INTO records ({_COLUMNS}) VALUES {{}} RETURNING key"
-_ROWS_PER_INSERT = 64  # 13 parameters a row: well under SQLite's limit per statement
+# Many rows in one statement, "{}" being the rows' placeholders. The store's thread lets go of
+# the GIL for every step of a statement and waits for it again after: a statement per batch,
+# not per row (executemany), keeps it from queueing for the event loop's thread at each row.
+_INSERT_ROWS = f"INSERT OR IGNORE INTO records ({_COLUMNS}) VALUES {{}}"
+_ROWS_PER_STATEMENT = 500
 _IN_DOUBT = (
     "status = 'in_doubt', lease_owner = NULL, lease_until = NULL, error = 'lease of ' || "
     "coalesce(lease_owner, 'an unknown sender') || ' expired before an outcome was recorded'"
@@ -140,6 +142,15 @@ _FINISH = (
     "lease_owner = NULL, lease_until = NULL, updated_at = ?6 "
     "WHERE key = ?7 AND lease_owner = ?8 AND status = 'sending'"
 )
+# _FINISH for many rows in one statement: ?1 now, ?2 owner, then the rows, "{}" being their
+# placeholders (status, message_id, error, attempts, not_before, key)
+_FINISH_ROWS = """UPDATE records SET status = v.column1, message_id = v.column2, error = v.column3,
+        attempts = max(records.attempts + v.column4 - 1, 0),
+        not_before = CASE WHEN v.column1 = 'pending' THEN v.column5 ELSE records.not_before END,
+        lease_owner = NULL, lease_until = NULL, updated_at = ?1
+    FROM (VALUES {}) AS v
+    WHERE records.key = v.column6 AND records.lease_owner = ?2 AND records.status = 'sending'"""
+_FINISH_WIDTH = 6
 # next_due: "{campaign}" as in claim_due
 _NEXT_NOW = (
     "SELECT 1 FROM records WHERE {campaign}status = 'pending' AND not_before IS NULL LIMIT 1"
@@ -164,6 +175,8 @@ _PAGE_FROM = (
 )
 _PAGE_AFTER = _PAGE_FROM.replace("key >= ?", "key > ?")
 _BY_KEYS = f"SELECT {_COLUMNS} FROM records WHERE key IN ({{}})"
+_KNOWN_KEYS = "SELECT key FROM records WHERE key IN ({})"
+_OWN_KEYS = "SELECT key FROM records WHERE key IN ({}) AND lease_owner = ?"
 _SUPPRESS = "INSERT OR IGNORE INTO suppressions (address, reason, created_at) VALUES (?, ?, ?)"
 _UNSUPPRESS = "DELETE FROM suppressions WHERE address = ?"
 _IS_SUPPRESSED = "SELECT address FROM suppressions WHERE address IN ({})"
@@ -179,10 +192,17 @@ _GIVE_BACK = (
 
 
 @functools.lru_cache(maxsize=64)
-def _sql(template: str, count: int) -> str:
-    if template is _INSERT_RETURNING:
-        return template.format(", ".join([f"({', '.join('?' * 13)})"] * count))
-    return template.format(", ".join("?" * count))
+def _sql(template: str, count: int, width: int = 1) -> str:
+    """`template` with "{}" as `count` placeholders, or `count` rows of `width` of them
+    (numbered from ?3 in `_FINISH_ROWS`, after its two fixed parameters)."""
+    if width == 1:
+        return template.format(", ".join("?" * count))
+    first = 3 if template is _FINISH_ROWS else 1
+    rows = (
+        "(" + ", ".join(f"?{first + row * width + column}" for column in range(width)) + ")"
+        for row in range(count)
+    )
+    return template.format(", ".join(rows))
 
 
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
@@ -320,6 +340,7 @@ class SQLiteOutbox:
         self._synchronous = synchronous
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used on the worker thread only
+        self._variables = 999  # parameters one statement may have (SQLite's old default)
         self._opened = self._closed = False
         # claims whose caller was cancelled: (owner, [(key, lease_until)]) to put back
         self._returns: collections.deque[tuple[str, list[tuple[str, float | None]]]]
@@ -486,12 +507,18 @@ class SQLiteOutbox:
     async def finish(self, completions: Sequence[Completion], /, *, owner: str, now: float) -> int:
         """Write outcomes of records still leased by `owner`, in one transaction."""
         statuses, now = check_completions(completions), float(now)
+        if not completions:
+            return 0
+        if not any(c.follow_up is not None for c in completions):
+            finished = [
+                (status.value, c.message_id, c.error, c.attempts, c.not_before, c.key)
+                for c, status in zip(completions, statuses, strict=True)
+            ]
+            return await self._call(self._write_rows, _FINISH_ROWS, finished, now, owner)
         rows = [
             (status.value, c.message_id, c.error, c.attempts, c.not_before, now, c.key, owner)
             for c, status in zip(completions, statuses, strict=True)
         ]
-        if not any(c.follow_up is not None for c in completions):
-            return await self._call(self._write_many, _FINISH, rows) if rows else 0
         follow_ups = [_row(c.follow_up) if c.follow_up else None for c in completions]
         return await self._call(self._finish_following, rows, follow_ups)
 
@@ -617,6 +644,7 @@ class SQLiteOutbox:
             conn.close()
             raise
         self._conn = conn
+        self._variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
@@ -624,7 +652,29 @@ class SQLiteOutbox:
             conn.close()
 
     def _add(self, records: Sequence[OutboxRecord]) -> int:
-        return self._write_many(_INSERT, [_row(record) for record in records])
+        return self._write_rows(_INSERT_ROWS, [_row(record) for record in records])
+
+    def _write_rows(self, template: str, rows: Sequence[Sequence[Any]], *fixed: Any) -> int:
+        """Run `template` (`_INSERT_ROWS`, `_FINISH_ROWS` after its `fixed` parameters) over
+        `rows`, as many rows to a statement as fit; returns how many rows changed.
+
+        One statement is a transaction of its own; several share one (or the caller's). The
+        store's thread lets go of the GIL at each step of a statement and then waits for it,
+        up to the interpreter's switch interval (5 ms) while the event loop is busy: a batch
+        written in one statement, without BEGIN and COMMIT, waits once, not at every row.
+        """
+        if not rows:
+            return 0
+        conn, width = self._db, len(rows[0])
+        per = max(1, min(_ROWS_PER_STATEMENT, (self._variables - len(fixed)) // width))
+        statements = [rows[first : first + per] for first in range(0, len(rows), per)]
+        alone = len(statements) == 1 or conn.in_transaction
+        before = conn.total_changes
+        with contextlib.nullcontext(conn) if alone else _transaction(conn):
+            for chunk in statements:
+                values = [*fixed, *(value for row in chunk for value in row)]
+                conn.execute(_sql(template, len(chunk), width), values)
+        return conn.total_changes - before
 
     def _take(
         self, conn: sqlite3.Connection, keys: Sequence[str], owner: str, now: float,
@@ -650,19 +700,30 @@ class SQLiteOutbox:
         self, owner: str, claimed: list[OutboxRecord], rows: list[tuple[Any, ...]], now: float,
         lease: float, policy: DeliveryPolicy,
     ) -> list[OutboxRecord]:  # fmt: skip
-        inserted: set[str] = set()
-        with _transaction(self._db) as conn:
-            for chunk in _chunks(rows, _ROWS_PER_INSERT):
-                sql = _sql(_INSERT_RETURNING, len(chunk))
-                params = [value for row in chunk for value in row]
-                inserted.update(key for (key,) in conn.execute(sql, params))
-            existing = [r.key for r in claimed if r.key not in inserted]
-            taken = {r.key: r for r in self._take(conn, existing, owner, now, lease, policy)}
+        conn = self._db
+        keys = [r.key for r in claimed]
+        known = self._known(keys, _KNOWN_KEYS)  # a read, outside any transaction
+        fresh = [row for row, key in zip(rows, keys, strict=True) if key not in known]
+        if not known and self._write_rows(_INSERT_ROWS, fresh) == len(fresh):
+            return claimed  # the usual case: every key new, inserted claimed, in one write
+        with _transaction(conn):
+            # Some keys exist. Rows new at the read above are ours if they carry our lease
+            # (another process may have added some meanwhile); the others are taken if they
+            # may be, as claim() would.
+            self._write_rows(_INSERT_ROWS, fresh)  # OR IGNORE: rows written above stay
+            ours = self._known([row[0] for row in fresh], _OWN_KEYS, owner)
+            others = [key for key in keys if key not in ours]
+            taken = {r.key: r for r in self._take(conn, others, owner, now, lease, policy)}
         return [
-            r if r.key in inserted else taken[r.key]
-            for r in claimed
-            if r.key in inserted or r.key in taken
+            r if r.key in ours else taken[r.key] for r in claimed if r.key in ours or r.key in taken
         ]
+
+    def _known(self, keys: Sequence[str], sql: str, *more: Any) -> set[str]:
+        """Which of `keys` `sql` finds (`_KNOWN_KEYS`, or `_OWN_KEYS` with the owner)."""
+        found: set[str] = set()
+        for chunk in _chunks(keys):
+            found.update(key for (key,) in self._db.execute(_sql(sql, len(chunk)), (*chunk, *more)))
+        return found
 
     def _claim_due(
         self, owner: str, now: float, lease: float, limit: int, campaign_id: str | None,
