@@ -290,6 +290,12 @@ class Run:
         # the provider of the first record's campaign), unless a per-domain bound counts sends
         # one by one.
         self.batch = 1 if options.per_domain is not None else send_batch
+        # Records per claim, claimed once half as many wait: enough to hide a claim's latency
+        # (its write may queue behind others) at full speed. After a crash, at-most-once
+        # doubts every claimed record, sent or not, so it claims no more than it has in flight.
+        self.ahead = options.max_concurrent * (
+            1 if options.policy is DeliveryPolicy.AT_MOST_ONCE else 2
+        )
 
     async def main(
         self,
@@ -388,7 +394,7 @@ class Run:
         await self._progress(final=True)
 
     async def _pass(self, claimed: AsyncIterator[list[OutboxRecord]]) -> None:
-        feed = _Feed(claimed, low=self.options.max_concurrent // 2)
+        feed = _Feed(claimed, low=self.ahead // 2)
         try:
             batch = self.batch or await self._batch_of(await feed.peek())
             with _single_errors():
@@ -478,13 +484,13 @@ class Run:
     ) -> AsyncIterator[list[OutboxRecord]]:
         """Record each batch in the outbox and yield what this run claimed of it.
 
-        Records are recorded and claimed only as many as the workers can start now, in one
-        write: a record is `sending` from then on, so a crash leaves at most about two pools'
-        worth (those in flight and the next chunk) to resend or doubt; the rest of the batch
-        is not recorded yet, and a resumed run reads it from the source again.
+        Records are recorded and claimed a chunk at a time (`ahead`), as the workers need
+        them, in one write: a record is `sending` from then on, so a crash leaves those in
+        flight and at most about two chunks to resend or doubt; the rest of the batch is not
+        recorded yet, and a resumed run reads it from the source again.
         """
         async for pending in self._recorded(recipients, personalization, None):
-            step = self.options.max_concurrent
+            step = self.ahead
             for first in range(0, len(pending), step):
                 chunk = pending[first : first + step]
                 claimed = await self.store.add_claimed(
@@ -506,7 +512,7 @@ class Run:
                 owner=self.owner,
                 now=time.time(),
                 lease=self.options.lease,
-                limit=self.options.max_concurrent,
+                limit=self.ahead,
                 campaign_id=self.campaign_id,
                 policy=self.options.policy,
             )
