@@ -18,6 +18,7 @@ from xcomm._errors import ValidationError
 from xcomm._models import Address, Attachment, EmailMessage
 from xcomm.email import _mime
 from xcomm.email._mime import format_date, new_message_id, render_message
+from xcomm.email._transaction import dot_stuff
 
 SENDER = Address(email="ada@example.com", name="Ada Lovelace")
 BOB = Address(email="bob@example.org")
@@ -277,6 +278,22 @@ def test_tricky_bodies_round_trip(body: str) -> None:
         for subtype, field in (("plain", "text"), ("html", "html")):
             if field in fields:
                 assert text_of(msg.get_body((subtype,))) == normalised(body)
+
+
+@pytest.mark.parametrize(
+    "body", ["a\rb\nc\r\nd", ".\n..\r.x\r\n", "", "no line end", "\n\n.\n", "ü\r.ß\n" * 300]
+)
+def test_rendered_line_ends_are_canonical(body: str) -> None:
+    """Only CRLF, ending with one: SMTP dot-stuffs the rendering without normalising it."""
+    data = Attachment(filename="a.bin", content=b"\r\n.\n" * 40)
+    for fields in (
+        {"text": body},
+        {"html": body},
+        {"text": body, "html": body},
+        {"text": body, "attachments": (data,)},
+    ):
+        raw = render_message(make(**fields))
+        assert dot_stuff(raw, canonical=True) == dot_stuff(raw)
 
 
 def test_boundaries_never_collide_with_7bit_content() -> None:
@@ -572,6 +589,8 @@ def test_random_messages_round_trip() -> None:
         )
         raw = render_message(message)
         assert raw.isascii()
+        # what SMTP relies on to skip normalising line endings before DATA
+        assert dot_stuff(raw, canonical=True) == dot_stuff(raw)
         msg = parse(raw)
         assert msg["Subject"] == subject
         assert msg["X-Random"] == subject
@@ -595,6 +614,7 @@ def test_random_utf8_messages_round_trip() -> None:
             text=subject,
         )
         raw = render_message(message, utf8=True)
+        assert dot_stuff(raw, canonical=True) == dot_stuff(raw)
         head = raw.split(b"\r\n\r\n")[0]
         assert max(len(line.decode("utf-8")) for line in head.split(b"\r\n")) <= 998
         msg = Parser(policy=policy.SMTPUTF8).parsestr(raw.decode("utf-8"))

@@ -555,7 +555,7 @@ class SMTPProvider(EmailProvider):
                 provider=self.name,
             )
         data = rendered[utf8] = rendered.get(utf8) or render_message(message, utf8=utf8)
-        payload = dot_stuff(data)
+        payload = dot_stuff(data, canonical=True)
         if len(payload) > self.max_message_size:
             raise MessageError(
                 f"the message is {len(payload)} bytes; the limit is {self.max_message_size}",
