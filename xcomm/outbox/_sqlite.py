@@ -6,9 +6,12 @@ crash may lose the last few commits (never corrupt the file). `synchronous="FULL
 those too, for an fsync per transaction.
 
 Concurrency: every SQLite call of a store runs on one dedicated thread, so the event loop never
-waits on the disk or on a lock. Writes are `BEGIN IMMEDIATE` transactions: processes sharing the
-file take turns (waiting up to `busy_timeout`), so a claim is atomic across processes and a
-record is never handed to two live senders.
+waits on the disk or on a lock. Writes are transactions that take the write lock from their
+first statement (`BEGIN IMMEDIATE`, or one statement alone: a batch that fits one statement is
+written without BEGIN and COMMIT, since the thread waits for the GIL after every step, up to
+the interpreter's switch interval while the loop is busy). Processes sharing the file take
+turns (waiting up to `busy_timeout`), so a claim is atomic across processes and a record is
+never handed to two live senders.
 """
 
 from __future__ import annotations
@@ -192,12 +195,11 @@ _GIVE_BACK = (
 
 
 @functools.lru_cache(maxsize=64)
-def _sql(template: str, count: int, width: int = 1) -> str:
-    """`template` with "{}" as `count` placeholders, or `count` rows of `width` of them
-    (numbered from ?3 in `_FINISH_ROWS`, after its two fixed parameters)."""
+def _sql(template: str, count: int, width: int = 1, first: int = 1) -> str:
+    """`template` with "{}" as `count` placeholders, or as `count` rows of `width` of them,
+    numbered from `first` (after the template's own numbered parameters)."""
     if width == 1:
         return template.format(", ".join("?" * count))
-    first = 3 if template is _FINISH_ROWS else 1
     rows = (
         "(" + ", ".join(f"?{first + row * width + column}" for column in range(width)) + ")"
         for row in range(count)
@@ -673,7 +675,7 @@ class SQLiteOutbox:
         with contextlib.nullcontext(conn) if alone else _transaction(conn):
             for chunk in statements:
                 values = [*fixed, *(value for row in chunk for value in row)]
-                conn.execute(_sql(template, len(chunk), width), values)
+                conn.execute(_sql(template, len(chunk), width, len(fixed) + 1), values)
         return conn.total_changes - before
 
     def _take(
