@@ -78,6 +78,7 @@ _CAMPAIGN: dict[str, Field] = {
     "per_domain_concurrency": _POSITIVE_INT,
     "policy": replace(STR, choices=("at-least-once", "at-most-once")),
     "retry_failed": BOOL,
+    "processes": _POSITIVE_INT,
     "schedule_time": _WHEN,
     "unsubscribe_url": STR,
     "unsubscribe_secret_env": STR,
@@ -102,7 +103,7 @@ _SCHEMA: dict[str, Mapping[str, Field]] = {
 _SECTIONS = ("campaign", "template", "provider", "outbox")
 #: `[campaign]` keys passed on to `comm.create_bulk_sender()`.
 _SENDER_OPTIONS = ("max_concurrent", "rate_limit", "per_domain_concurrency", "policy",
-                   "retry_failed")  # fmt: skip
+                   "retry_failed", "processes")  # fmt: skip
 #: The files `[template] dir = "..."` looks for (the layout of docs/examples/newsletter/).
 _DIR_FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
 

@@ -174,6 +174,11 @@ BAD_INPUT = {
         "people.csv:3",
         "bad address 'bob@@example.org': ",
     ),
+    "bad-processes": (
+        ("max_concurrent = 4", "max_concurrent = 4\nprocesses = 0"),
+        "campaign.toml:5",
+        "[campaign] processes must be more than 0, got 0",
+    ),
     "template-variable": (
         ("{{ city }}", "{{ town }}"),
         "people.csv:1",
@@ -280,6 +285,19 @@ def test_two_worker_processes_send_each_message_once(
     assert proc.returncode == 0, proc.stderr
     recipients = [r for m in server.recorder.messages for r in m.rcpt_tos]
     assert sorted(recipients) == sorted(p[0] for p in people)  # each once
+
+
+def test_run_from_two_processes_sends_each_message_once(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    people = [(f"user{i}@example.com", f"U{i}", "X") for i in range(300)]
+    path = campaign(tmp_path, server, people, extra="processes = 2")
+    code, out, err = cli("campaign", "run", str(path))
+    assert code == 0, err
+    recipients = [r for m in server.recorder.messages for r in m.rcpt_tos]
+    assert sorted(recipients) == sorted(p[0] for p in people)  # each once
+    assert out.splitlines()[3].split()[:5] == ["300", "0", "0", "0", "0"]  # this and the helper's
 
 
 def test_resume_sends_what_an_interrupted_run_left(
