@@ -135,14 +135,13 @@ class _Feed:
         """Up to `most` records (at least one), or none once every chunk was taken."""
         await self._fill()
         ready = self._ready
-        if len(ready) - most < self._low and not (
-            self._done or self._claiming or self._lock.locked()
+        if (
+            self.background is not None
+            and len(ready) - most < self._low
+            and not (self._done or self._claiming or self._lock.locked())
         ):
-            if self.background is None:
-                await self._fill(ahead=True)
-            else:
-                self._claiming = True
-                self.background.start_soon(self._claim_ahead)
+            self._claiming = True
+            self.background.start_soon(self._claim_ahead)
         return [ready.popleft() for _ in range(min(most, len(ready)))]
 
     async def _claim_ahead(self) -> None:
