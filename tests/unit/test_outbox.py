@@ -191,6 +191,24 @@ async def test_sqlite_creates_the_file_in_wal_mode_with_a_schema_version(tmp_pat
     conn.close()
 
 
+async def test_sqlite_processes_opening_a_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    # Helper processes, or `xcomm worker --processes N`, open one new outbox together. Only
+    # one of them can switch the file to WAL; SQLite tells the others "database is locked"
+    # at once, without waiting: they must wait their turn, not fail.
+    for attempt in range(40):
+        path = tmp_path / f"new-{attempt}" / "outbox.sqlite3"
+        stores = [SQLiteOutbox(path) for _ in range(6)]  # a connection and a thread each
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+            await stores[0].add([record(1)])
+            assert [(await store.counts("c"))[OutboxStatus.PENDING] for store in stores] == [1] * 6
+        finally:
+            for store in stores:
+                await store.aclose()
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 async def test_sqlite_file_is_private(tmp_path: Path) -> None:
     path = tmp_path / "new" / "outbox.sqlite3"

@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -205,6 +206,29 @@ def _sql(template: str, count: int, width: int = 1, first: int = 1) -> str:
         for row in range(count)
     )
     return template.format(", ".join(rows))
+
+
+def _wal(conn: sqlite3.Connection, patience: float) -> str:
+    """Put the database in WAL mode (it stays so, in the file); returns the journal mode.
+
+    Changing the mode needs the database to itself, and SQLite reports "database is locked"
+    at once, without its busy handler, while another connection opens the same new file: look
+    first (another process may have done it), and try again for up to `patience` seconds.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.001
+    while True:
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            return str(mode)
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
@@ -624,7 +648,7 @@ class SQLiteOutbox:
         conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            mode = _wal(conn, self._busy_timeout)
             if mode.lower() != "wal":
                 logger.warning("outbox %s: journal_mode is %s, not WAL", self._path, mode)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
