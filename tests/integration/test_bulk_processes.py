@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import os
 import signal
 from collections.abc import Callable
@@ -16,7 +17,8 @@ import pytest
 
 from xcomm import CommManager, CommunicationError, ConfigurationError, RetryPolicy
 from xcomm._templates import Template, UnsubscribeSigner
-from xcomm.outbox import OutboxStatus
+from xcomm.bulk._helpers import frame, read_frame
+from xcomm.outbox import OutboxRecord, OutboxStatus, record_key
 
 SMTPServer = Any  # conftest.SMTPServer
 FAST = RetryPolicy(max_attempts=2, backoff=0.001, max_backoff=0.001, jitter=False)
@@ -150,3 +152,28 @@ async def test_processes_refuse_what_a_helper_could_not_do(
                 template=TEMPLATE, recipients=people(3), unsubscribe=signer
             )
     assert server.recorder.messages == []  # refused before anything was sent
+
+
+def test_a_helper_reads_the_chunks_dealt_to_it_and_refuses_a_cut_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chunks = [
+        [
+            OutboxRecord(
+                key=record_key("c", f"user{n}@example.org"),
+                campaign_id="c",
+                recipient=f"user{n}@example.org",
+                variables={"name": f"Ünïcode {n}", "code": n, "tags": ["a", None]},
+            )
+            for n in range(first, first + 3)
+        ]
+        for first in (0, 3)
+    ]
+    data = b"".join(frame(chunk) for chunk in chunks)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert [read_frame(), read_frame(), read_frame()] == [*chunks, None]
+    # the feeding process died while writing: an error, not a shorter chunk
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data[:-5])))
+    assert read_frame() == chunks[0]
+    with pytest.raises(CommunicationError, match="in the middle of a chunk"):
+        read_frame()

@@ -1,16 +1,21 @@
 """Helper processes: `send_campaign` on several cores of one machine.
 
-    this process: source → outbox (pending, a window ahead) ┐
-                                                            ├→ claim due → send → finish
-    N-1 helper processes ───────────────────────────────────┘
+    this process: source → pending records, a chunk at a time ─┬→ itself ─┐
+                                                               └→ helper ─┴→ record and claim
+                                                                   (one write) → send → finish
 
 A helper (`main()` here, in a new interpreter) is a process of its own: its own event loop,
-GIL and connections. It claims the campaign's due records from the shared SQLite outbox,
-sends them with the campaign as its stored definition describes it, and reports on its
-standard output: a progress line every 0.1 s and a final report. Its standard input carries
-its settings (one JSON line) and then stays open while the campaign is being fed: end of
-input means "no more records will come", and the helper finishes what is due and exits.
-SIGTERM stops it as a cancelled run stops.
+GIL and connections. Its standard input carries its settings (one JSON line), then chunks of
+pending records (a 4-byte length, then the records in MessagePack). It records and claims
+each chunk in the shared SQLite outbox in one write, as a run in one process does, sends it
+with the campaign as its stored definition describes it, and reports on its standard output:
+a progress line every 0.1 s and a final report. End of input means "no more records will
+come": the helper gives its transient failures their one more pass and exits. SIGTERM stops
+it as a cancelled run stops.
+
+Records go to a helper, not through the outbox as pending, so that each is written twice
+(recorded claimed, then its outcome) wherever it is sent. A chunk dealt to a helper that
+died is not in the outbox yet: running the campaign again reads it from the source.
 """
 
 from __future__ import annotations
@@ -18,19 +23,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import math
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
 import anyio.abc
 import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from xcomm._errors import CommunicationError, ConfigurationError
 from xcomm.bulk._result import Outcome, Progress, Tally
+from xcomm.outbox import OutboxRecord
 
 __all__ = ["HelperSettings", "Helpers", "Report"]
 
@@ -50,6 +58,7 @@ class HelperSettings(msgspec.Struct, frozen=True, kw_only=True):
     lease: float
     retry_failed: bool
     rate_share: float
+    processes: int
     batch: int
     provider_settings: dict[str, Any]
     uvloop: bool
@@ -73,6 +82,8 @@ class Report(msgspec.Struct, kw_only=True):
 
 _REPORT = msgspec.json.Decoder(Report)
 _ENCODER = msgspec.json.Encoder()
+_CHUNK_ENCODER = msgspec.msgpack.Encoder()
+_CHUNK = msgspec.msgpack.Decoder(list[OutboxRecord])
 
 
 def report_of(tally: Tally, handled: int, *, final: bool = False) -> Report:
@@ -97,6 +108,9 @@ class Helpers:
         self._count = count
         self._processes: list[anyio.abc.Process] = []
         self._reports: list[Report] = []
+        self._given: list[int] = []  # records dealt to each helper
+        self._closed: set[int] = set()  # helpers whose input is closed
+        self._next = 0  # the helper asked first by the next give()
 
     @property
     def handled(self) -> int:
@@ -120,6 +134,7 @@ class Helpers:
             )
             self._processes.append(process)
             self._reports.append(Report())
+            self._given.append(0)
             assert process.stdin is not None
             await process.stdin.send(line)
             task_group.start_soon(self._read, index, process)
@@ -145,12 +160,34 @@ class Helpers:
                 "policy when its lease expires: run the campaign again to finish it"
             )
 
+    async def give(self, chunk: Sequence[OutboxRecord], window: int) -> bool:
+        """Hand `chunk` to a helper with fewer than `window` of its records unfinished (the
+        helpers in turn); False when none has room, or none is left to take it."""
+        count = len(self._processes)
+        for turn in range(count):
+            index = (self._next + turn) % count
+            stdin = self._processes[index].stdin
+            if stdin is None or index in self._closed:
+                continue
+            if self._given[index] - self._reports[index].handled >= window:
+                continue
+            try:
+                await stdin.send(frame(chunk))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._closed.add(index)  # it exited: its reader reports why
+                continue
+            self._given[index] += len(chunk)
+            self._next = index + 1
+            return True
+        return False
+
     async def fed(self) -> None:
         """No more records will come: each helper sends what is due, then exits."""
-        for process in self._processes:
+        for index, process in enumerate(self._processes):
             if process.stdin is not None:
                 with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                     await process.stdin.aclose()
+            self._closed.add(index)
 
     async def stop(self) -> None:
         """Stop every helper still running (SIGTERM, then SIGKILL after a grace period)."""
@@ -194,11 +231,6 @@ async def _serve(settings: HelperSettings) -> Report:
     from xcomm.bulk._scheduler import Scheduler
 
     out = sys.stdout.buffer
-    fed = anyio.Event()
-
-    async def wait_for_end_of_input() -> None:
-        await anyio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
-        fed.set()
 
     async with CommManager(outbox=settings.outbox) as comm:
         options = Options(
@@ -231,12 +263,50 @@ async def _serve(settings: HelperSettings) -> Report:
             report,
             send_batch=settings.batch,
             progress_every=_REPORT_EVERY,
+            processes=settings.processes,
         )
+        # Input is read as it comes, so the feeding process never waits on a full pipe; what
+        # waits here is bounded by what it deals (a window of unfinished records).
+        chunks, queued = anyio.create_memory_object_stream[list[OutboxRecord]](math.inf)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(wait_for_end_of_input)
-            await run.follow(fed)
-            tg.cancel_scope.cancel()
+            tg.start_soon(_read_chunks, chunks)
+            await run.share(received(queued))
         return report_of(run.tally, run.handled, final=True)
+
+
+def frame(chunk: Sequence[OutboxRecord]) -> bytes:
+    """`chunk` as a helper's standard input carries it (read back by `read_frame()`)."""
+    data = _CHUNK_ENCODER.encode(list(chunk))
+    return len(data).to_bytes(4, "big") + data
+
+
+def read_frame() -> list[OutboxRecord] | None:
+    """The next chunk on standard input (None at its end)."""
+    head = sys.stdin.buffer.read(4)
+    if len(head) < 4:
+        return None
+    size = int.from_bytes(head, "big")
+    data = sys.stdin.buffer.read(size)
+    if len(data) < size:
+        raise CommunicationError("the feeding process stopped in the middle of a chunk")
+    return _CHUNK.decode(data)
+
+
+async def received(
+    stream: MemoryObjectReceiveStream[list[OutboxRecord]],
+) -> AsyncIterator[list[OutboxRecord]]:
+    """The chunks sent on `stream`, until it is closed."""
+    async with stream:
+        async for chunk in stream:
+            yield chunk
+
+
+async def _read_chunks(chunks: MemoryObjectSendStream[list[OutboxRecord]]) -> None:
+    """The chunks of records dealt to this helper, until its input ends."""
+    async with chunks:
+        read = anyio.to_thread.run_sync
+        while (chunk := await read(read_frame, abandon_on_cancel=True)) is not None:
+            await chunks.send(chunk)
 
 
 def main() -> int:

@@ -6,8 +6,8 @@
 No task is created per recipient, and at most one chunk waits claimed beside those in flight,
 which bounds what a crash can leave claimed. One recipient's failure is recorded and the run
 goes on; a bug propagates. `Drain` runs the same workers over whatever is due in the outbox.
-With helper processes (`processes=N`, see `_helpers`), this process records the source as
-pending a window ahead, and it and the helpers claim the due records from the outbox.
+With helper processes (`processes=N`, see `_helpers`), this process reads the source and
+deals its records out a chunk at a time; each process records, claims and sends its own.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 
 from xcomm._errors import (
     CommunicationError,
@@ -36,7 +37,7 @@ from xcomm._errors import (
 from xcomm._models import SendResult
 from xcomm._validation import parse_address
 from xcomm.bulk._campaign import DAY, Campaign, Options, Resolver
-from xcomm.bulk._helpers import Helpers, absorb
+from xcomm.bulk._helpers import Helpers, absorb, received
 from xcomm.bulk._recipients import Recipient, RecipientsSource, recipient_batches
 from xcomm.bulk._result import CampaignResult, Outcome, Progress, Tally
 from xcomm.outbox import (
@@ -54,7 +55,7 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 _FLUSH_SIZE = 100
 _FLUSH_AGE = 0.25
 _PROGRESS_EVERY = 0.5
-_FEED_PAUSE = 0.02  # seconds between looks while a shared run waits for records or sends
+_DEAL_PAUSE = 0.002  # seconds between looks while every process of a shared run is busy
 RETRY_ATTEMPTS = 5  # attempts of a scheduled record at a transient failure before it fails
 RETRY_BACKOFF = 60.0  # seconds before the first retry of a scheduled record; doubles
 
@@ -265,6 +266,7 @@ class Run:
         draining: bool = False,
         send_batch: int | None = None,
         progress_every: float = _PROGRESS_EVERY,
+        processes: int = 1,
     ) -> None:
         self.options = options
         self.store = store
@@ -290,10 +292,12 @@ class Run:
         # one by one.
         self.batch = 1 if options.per_domain is not None else send_batch
         # Records per claim, claimed once half as many wait: enough to hide a claim's latency
-        # (its write may queue behind others) at full speed. After a crash, at-most-once
-        # doubts every claimed record, sent or not, so it claims no more than it has in flight.
+        # (its write may queue behind others, and behind other processes' writes when
+        # `processes` share the campaign, each with its share of max_concurrent) at full
+        # speed. After a crash, at-most-once doubts every claimed record, sent or not, so it
+        # claims no more than it has in flight.
         self.ahead = options.max_concurrent * (
-            1 if options.policy is DeliveryPolicy.AT_MOST_ONCE else 2
+            1 if options.policy is DeliveryPolicy.AT_MOST_ONCE else 2 * processes
         )
 
     async def main(
@@ -310,8 +314,7 @@ class Run:
             return
         doubted_before = (await self.store.counts(self.campaign_id)).get(OutboxStatus.IN_DOUBT, 0)
         if self.helpers is None:
-            await self._pass(self._fresh(recipients, personalization))
-            await self._retry()
+            await self.share(self._recorded(recipients, personalization, None))
         else:
             await self._shared(recipients, personalization, self.helpers)
         # claim() turns a dead sender's expired leases into in_doubt (at-most-once) without
@@ -323,10 +326,10 @@ class Run:
             self.tally.skipped -= recovered
         await self._progress(final=True)
 
-    async def follow(self, fed: anyio.Event) -> None:
-        """Send the campaign's due records as another process records them, until `fed` is
-        set and none is left due; then give transient failures their one more pass."""
-        await self._pass(self._due(until=fed))
+    async def share(self, batches: AsyncIterator[list[OutboxRecord]]) -> None:
+        """Record, claim and send `batches` of pending records (this run's share of the
+        source, or all of it); then give transient failures their one more pass."""
+        await self._pass(self._fresh(batches))
         await self._retry()
 
     async def _retry(self) -> None:
@@ -342,25 +345,26 @@ class Run:
         personalization: Mapping[str, Mapping[str, Any]] | None,
         helpers: Helpers,
     ) -> None:
-        """`main()` with helper processes: this one records the recipients as pending (a
-        window ahead of what is sent), and it and the helpers claim and send them."""
-        fed = anyio.Event()
+        """`main()` with helper processes: this one reads the source and deals its records
+        out, a chunk at a time, to whichever process has room, itself included; each process
+        records, claims and sends its chunks as a run of its own would."""
+        own_send, own_receive = anyio.create_memory_object_stream[list[OutboxRecord]](4)
 
-        async def feed() -> None:
+        async def deal() -> None:
             try:
-                await self._feed(recipients, personalization, helpers)
+                async with own_send:
+                    await self._deal(recipients, personalization, helpers, own_send)
             except BaseException:
                 await helpers.stop()
                 raise
-            fed.set()
             await helpers.fed()
 
         try:
             with _single_errors():
                 async with anyio.create_task_group() as tg:
                     await helpers.run(tg)
-                    tg.start_soon(feed)
-                    await self.follow(fed)
+                    tg.start_soon(deal)
+                    await self.share(received(own_receive))
         except BaseException:
             await helpers.stop()
             raise
@@ -372,19 +376,29 @@ class Run:
         settled = tally.sent + tally.failed + tally.suppressed + tally.in_doubt + tally.scheduled
         tally.skipped = max(0, tally.total - settled)
 
-    async def _feed(
+    async def _deal(
         self,
         recipients: RecipientsSource,
         personalization: Mapping[str, Mapping[str, Any]] | None,
         helpers: Helpers,
+        own: MemoryObjectSendStream[list[OutboxRecord]],
     ) -> None:
-        window = max(4 * self.options.batch, 8 * self.options.max_concurrent)
-        recorded = 0
+        """Each chunk of the source's pending records to a helper with fewer than `window`
+        records unfinished, or else to this process once its queue has room. The helpers'
+        counts come every 0.1 s: the window holds more than that much sending."""
+        window = max(2 * self.options.batch, 8 * self.options.max_concurrent)
         async for pending in self._recorded(recipients, personalization, None):
-            recorded += await self.store.add(pending)
-            # The counts move in other processes: look again now and then.
-            while recorded - self.handled - helpers.handled > window:  # noqa: ASYNC110
-                await anyio.sleep(_FEED_PAUSE)
+            for first in range(0, len(pending), self.ahead):
+                chunk = pending[first : first + self.ahead]
+                while True:
+                    try:
+                        own.send_nowait(chunk)
+                        break
+                    except anyio.WouldBlock:
+                        pass
+                    if await helpers.give(chunk, window):
+                        break
+                    await anyio.sleep(_DEAL_PAUSE)  # every process has enough to do
 
     async def drain(self) -> None:
         """Everything due now. Transient failures are queued again with a backoff."""
@@ -477,18 +491,17 @@ class Run:
             self.tally.skipped += len(pending) - added
 
     async def _fresh(
-        self,
-        recipients: RecipientsSource,
-        personalization: Mapping[str, Mapping[str, Any]] | None,
+        self, batches: AsyncIterator[list[OutboxRecord]]
     ) -> AsyncIterator[list[OutboxRecord]]:
-        """Record each batch in the outbox and yield what this run claimed of it.
+        """Record each batch of pending records in the outbox and yield what this run
+        claimed of it.
 
         Records are recorded and claimed a chunk at a time (`ahead`), as the workers need
         them, in one write: a record is `sending` from then on, so a crash leaves those in
         flight and at most about two chunks to resend or doubt; the rest of the batch is not
         recorded yet, and a resumed run reads it from the source again.
         """
-        async for pending in self._recorded(recipients, personalization, None):
+        async for pending in batches:
             step = self.ahead
             for first in range(0, len(pending), step):
                 chunk = pending[first : first + step]
@@ -502,11 +515,9 @@ class Run:
                 self.tally.skipped += len(chunk) - len(claimed)
                 yield await self._admit(claimed, check_suppressions=False)
 
-    async def _due(self, until: anyio.Event | None = None) -> AsyncIterator[list[OutboxRecord]]:
-        """Due records (of this run's campaign, or of all), admitted as `_admit` says; with
-        `until`, what another process records too, until `until` is set and none is due."""
+    async def _due(self) -> AsyncIterator[list[OutboxRecord]]:
+        """Due records (of this run's campaign, or of all), admitted as `_admit` says."""
         while True:
-            final = until is None or until.is_set()  # nothing recorded after this claim
             claimed = await self.store.claim_due(
                 owner=self.owner,
                 now=time.time(),
@@ -516,10 +527,7 @@ class Run:
                 policy=self.options.policy,
             )
             if not claimed:
-                if final:
-                    return
-                await anyio.sleep(_FEED_PAUSE)
-                continue
+                return
             if self.draining:
                 self.tally.total += len(claimed)
             yield await self._admit(claimed, check_suppressions=True)

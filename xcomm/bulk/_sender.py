@@ -240,7 +240,10 @@ class BulkSender:
         batch = self._provider.batch_size(self._options.max_concurrent)
         shared = self._processes > 1 and start is None
         options = self._options.share(self._processes) if shared else self._options
-        run = Run(options, store, resolve, campaign_id, on_progress, send_batch=batch)
+        processes = self._processes if shared else 1
+        run = Run(
+            options, store, resolve, campaign_id, on_progress, send_batch=batch, processes=processes
+        )
         if shared:
             run.helpers = self._helpers(store, campaign_id, options, batch, unsubscribe)
         try:
@@ -287,6 +290,7 @@ class BulkSender:
                 lease=options.lease,
                 retry_failed=options.retry_failed,
                 rate_share=1 / self._processes,
+                processes=self._processes,
                 batch=batch,
                 provider_settings=settings,
                 uvloop=loop.startswith("uvloop"),
