@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import enum
 import hashlib
+import importlib.util
 import inspect
 import logging
 import os
@@ -951,11 +952,7 @@ def _transport_from_env() -> Literal["aiohttp", "httpx"] | None:
 
 
 def _have_aiohttp() -> bool:
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("aiohttp") is not None  # imported at its first request
 
 
 def _make_transport(

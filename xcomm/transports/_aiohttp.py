@@ -34,10 +34,11 @@ one of aiohttp's connector errors, which it raises before a single byte of the r
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import httpx
@@ -45,13 +46,14 @@ import httpx
 from xcomm._errors import ConfigurationError
 from xcomm._httpx_objects import header_names, read_response, text_headers
 
-try:
+if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
-except ImportError:  # pragma: no cover - exercised only without the extra
-    _HAVE_AIOHTTP = False
-else:
-    _HAVE_AIOHTTP = True
+
+# aiohttp is imported when the first request opens the session, not before: importing it
+# costs about as much CPU as opening a manager otherwise does, and takes the event loop's
+# thread; a manager whose providers speak SMTP, IMAP or AWS never needs it.
+_HAVE_AIOHTTP = importlib.util.find_spec("aiohttp") is not None
 
 __all__ = ["AiohttpTransport"]
 
@@ -135,7 +137,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 f"verify must be True, False or an ssl.SSLContext, got {type(verify).__name__}"
             )
         self._limits = limits
-        self._ssl = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+        self._verify = verify
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,14 +156,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Create the session and connector in the running loop (no await: no race)."""
         if self._closed:
             raise RuntimeError("this AiohttpTransport is closed; create a new one")
+        import aiohttp
+
         limits = self._limits
         max_connections = limits.max_connections or 0
+        context = httpx.create_ssl_context(verify=self._verify, trust_env=self._trust_env)
         connector = aiohttp.TCPConnector(
             limit=max_connections,
             limit_per_host=0,
             keepalive_timeout=limits.keepalive_expiry,
             force_close=limits.max_keepalive_connections == 0,
-            ssl=self._ssl,
+            ssl=context,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -231,7 +236,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except BaseException as exc:
             release()
-            if isinstance(exc, aiohttp.ClientError | OSError | ValueError):
+            if _failed(exc, ValueError):
                 raise _translate(exc, request) from exc
             raise
         try:
@@ -253,7 +258,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             response.release()
             release()
-            if isinstance(exc, aiohttp.ClientError | OSError):
+            if _failed(exc):
                 raise _translate(exc, request) from exc
             raise
         response.release()
@@ -303,6 +308,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if timeout is None:
             if len(self._timeouts) > 64:  # a handful of distinct settings in practice
                 self._timeouts.clear()
+            import aiohttp
+
             timeout = aiohttp.ClientTimeout(
                 total=None, connect=connect, sock_connect=connect, sock_read=read
             )
@@ -332,8 +339,10 @@ class _ResponseStream(httpx.AsyncByteStream):
             raise StopAsyncIteration
         try:
             chunk = await self._response.content.readany()
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _translate(exc, self._request) from exc
+        except Exception as exc:
+            if _failed(exc):
+                raise _translate(exc, self._request) from exc
+            raise
         if not chunk:
             raise StopAsyncIteration
         return chunk
@@ -364,6 +373,8 @@ def _aiohttp_url(request: httpx.Request, text: str) -> URL:
         )
     if not url.host:
         raise httpx.UnsupportedProtocol("Request URL has no host.", request=request)
+    from yarl import URL
+
     # httpx has already percent-encoded the URL; tell yarl not to encode it again.
     return URL(text, encoded=True)
 
@@ -409,8 +420,18 @@ async def _body(stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> AsyncIt
         yield chunk
 
 
+def _failed(exc: BaseException, *also: type[Exception]) -> bool:
+    """Whether `exc` is a failure of aiohttp or the socket (or one of `also`), for
+    `_translate()`; anything else (a cancellation, a bug) goes on as it is."""
+    import aiohttp
+
+    return isinstance(exc, (aiohttp.ClientError, OSError, *also))
+
+
 def _describe(exc: BaseException) -> str:
     """A message for `exc` without the request URL (webhook URLs carry secrets)."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "timed out connecting"
     if isinstance(exc, aiohttp.ClientResponseError):
@@ -422,6 +443,8 @@ def _describe(exc: BaseException) -> str:
 
 def _translate(exc: BaseException, request: httpx.Request) -> Exception:
     """The httpx exception for an aiohttp (or socket) failure, by the phase it reveals."""
+    import aiohttp
+
     message = _describe(exc)
     # Before any byte of the request was written (the connector's own errors).
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
