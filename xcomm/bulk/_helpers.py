@@ -110,6 +110,7 @@ class Helpers:
         self._reports: list[Report] = []
         self._given: list[int] = []  # records dealt to each helper
         self._closed: set[int] = set()  # helpers whose input is closed
+        self._ready: set[int] = set()  # helpers that have reported: started, reading input
         self._next = 0  # the helper asked first by the next give()
 
     @property
@@ -147,6 +148,7 @@ class Helpers:
             while True:
                 report = _REPORT.decode(await stream.receive_until(b"\n", _MAX_LINE))
                 self._reports[index] = report
+                self._ready.add(index)
                 if report.final:
                     break
         code = await process.wait()
@@ -161,14 +163,15 @@ class Helpers:
             )
 
     async def give(self, chunk: Sequence[OutboxRecord], window: int) -> bool:
-        """Hand `chunk` to a helper with fewer than `window` of its records unfinished (the
-        helpers in turn); False when none has room, or none is left to take it."""
+        """Hand `chunk` to a started helper with fewer than `window` of its records
+        unfinished (the helpers in turn); False when none has room, or none is left to take
+        it."""
         count = len(self._processes)
         for turn in range(count):
             index = (self._next + turn) % count
             stdin = self._processes[index].stdin
-            if stdin is None or index in self._closed:
-                continue
+            if stdin is None or index in self._closed or index not in self._ready:
+                continue  # a helper still starting (importing) would leave it in the pipe
             if self._given[index] - self._reports[index].handled >= window:
                 continue
             try:
@@ -251,7 +254,7 @@ async def _serve(settings: HelperSettings) -> Report:
         )
         await scheduler.resolve(settings.campaign_id)  # a configuration error before any claim
 
-        def report(_: Progress) -> None:
+        def report(_: Progress | None = None) -> None:
             out.write(_ENCODER.encode(report_of(run.tally, run.handled)) + b"\n")
             out.flush()
 
@@ -270,6 +273,7 @@ async def _serve(settings: HelperSettings) -> Report:
         chunks, queued = anyio.create_memory_object_stream[list[OutboxRecord]](math.inf)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_read_chunks, chunks)
+            report()  # the first line says: started, reading its input
             await run.share(received(queued))
         return report_of(run.tally, run.handled, final=True)
 
