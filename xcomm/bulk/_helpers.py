@@ -185,7 +185,8 @@ class Helpers:
         return False
 
     async def fed(self) -> None:
-        """No more records will come: each helper sends what is due, then exits."""
+        """No more records will come: each helper finishes the chunks it was dealt, gives
+        its transient failures their one more pass, and exits."""
         for index, process in enumerate(self._processes):
             if process.stdin is not None:
                 with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):

@@ -383,19 +383,15 @@ class Run:
         helpers: Helpers,
         own: MemoryObjectSendStream[list[OutboxRecord]],
     ) -> None:
-        """Each chunk of the source's pending records to a helper with fewer than `window`
-        records unfinished, or else to this process once its queue has room. The helpers'
-        counts come every 0.1 s: the window holds more than that much sending."""
+        """Each chunk of the source's pending records to this process when its queue has
+        room, else to a helper with fewer than `window` records unfinished, else again once
+        one of them has room. The helpers' counts come every 0.1 s: the window holds more
+        than that much sending."""
         window = max(2 * self.options.batch, 8 * self.options.max_concurrent)
         async for pending in self._recorded(recipients, personalization, None):
             for first in range(0, len(pending), self.ahead):
                 chunk = pending[first : first + self.ahead]
-                while True:
-                    try:
-                        own.send_nowait(chunk)
-                        break
-                    except anyio.WouldBlock:
-                        pass
+                while not _offered(own, chunk):
                     if await helpers.give(chunk, window):
                         break
                     await anyio.sleep(_DEAL_PAUSE)  # every process has enough to do
@@ -762,6 +758,15 @@ def _single_errors() -> Iterator[None]:
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
+
+
+def _offered(stream: MemoryObjectSendStream[list[OutboxRecord]], chunk: list[OutboxRecord]) -> bool:
+    """Whether `stream` took `chunk` at once."""
+    try:
+        stream.send_nowait(chunk)
+    except anyio.WouldBlock:
+        return False
+    return True
 
 
 def _outcome(record: OutboxRecord, completion: Completion | None = None) -> Outcome:
