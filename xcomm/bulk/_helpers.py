@@ -272,10 +272,11 @@ async def _serve(settings: HelperSettings) -> Report:
         # Input is read as it comes, so the feeding process never waits on a full pipe; what
         # waits here is bounded by what it deals (a window of unfinished records).
         chunks, queued = anyio.create_memory_object_stream[list[OutboxRecord]](math.inf)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_chunks, chunks)
-            report()  # the first line says: started, reading its input
-            await run.share(received(queued))
+        with chunks, queued:  # closed even if the run never gets to them
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_read_chunks, chunks)
+                report()  # the first line says: started, reading its input
+                await run.share(received(queued))
         return report_of(run.tally, run.handled, final=True)
 
 

@@ -360,12 +360,13 @@ class Run:
             await helpers.fed()
 
         try:
-            with _single_errors():
+            with _single_errors(), own_receive:  # closed even if the run never reads it
                 async with anyio.create_task_group() as tg:
                     await helpers.run(tg)
                     tg.start_soon(deal)
                     await self.share(received(own_receive))
         except BaseException:
+            own_send.close()
             await helpers.stop()
             raise
         for report in helpers.finals():
