@@ -192,6 +192,14 @@ def load_campaign(
     outbox = toml.get("outbox", "url")
     if outbox is not None and "://" not in outbox:
         outbox = str(base / outbox)
+    processes = sender_options.get("processes")
+    if isinstance(processes, int) and processes > 1 and (outbox or "").startswith("memory:"):
+        toml.problem(
+            "outbox",
+            "url",
+            f"[outbox] url {outbox!r}: processes = {processes} needs an outbox the other "
+            'processes can open; give a SQLite file (url = "campaigns.sqlite3")',
+        )
 
     csv_path = None
     if recipients is not None:

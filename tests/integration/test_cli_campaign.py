@@ -209,6 +209,21 @@ def test_bad_input_exits_2_with_file_and_line_and_sends_nothing(
     assert server.recorder.messages == []
 
 
+def test_processes_with_an_in_memory_outbox_is_refused_with_the_line(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    path = campaign(tmp_path, server, extra="processes = 2")
+    text = path.read_text(encoding="utf-8").replace('url = "outbox.sqlite3"', 'url = "memory://"')
+    path.write_text(text, encoding="utf-8")
+    line = text.splitlines().index('url = "memory://"') + 1
+    code, out, err = cli("campaign", "run", str(path))
+    assert (code, out) == (2, "")
+    assert f"{path}:{line}: [outbox] url 'memory://': processes = 2 needs an outbox" in err, err
+    assert 'give a SQLite file (url = "campaigns.sqlite3")' in err
+    assert server.recorder.messages == []
+
+
 def test_python_dash_m_xcomm_campaign_run(
     smtpd: Callable[[str], SMTPServer], tmp_path: Path
 ) -> None:

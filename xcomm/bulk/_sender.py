@@ -267,8 +267,9 @@ class BulkSender:
         if path is None:
             raise ConfigurationError(
                 f"processes={self._processes} needs an outbox that other processes can open "
-                f"(a SQLite file), not {type(store).__name__}; create the manager with "
-                "CommManager(outbox='campaigns.sqlite3')"
+                f"(a SQLite file), not {type(store).__name__}: CommManager(outbox="
+                "'campaigns.sqlite3'), or in a campaign file [outbox] url, --outbox or "
+                "XCOMM_OUTBOX"
             )
         if unsubscribe is not None and not unsubscribe.secret_env:
             raise ConfigurationError(
