@@ -105,6 +105,7 @@ class SMTPConnector:
     password: str | None = field(default=None, repr=False)
     oauth_token: str | Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
     plaintext_auth_ok: bool = False
+    _making_context: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Refuse connection settings that cannot work, saying how to fix them."""
@@ -152,7 +153,7 @@ class SMTPConnector:
     async def open(self) -> SMTPSession:
         """Connect, EHLO, STARTTLS (as configured), EHLO again, AUTH (when configured)."""
         server = f"{self.host}:{self.port}"
-        context = await self._context() if self.use_tls or self.start_tls is not False else None
+        context = await self._context() if self.use_tls else None
         name = self.local_hostname or await _local_fqdn()
         timeout = self.timeout
         conn: SMTPConnection | None = None
@@ -167,8 +168,8 @@ class SMTPConnector:
             encrypted = self.use_tls
             if not encrypted and self.start_tls is not False:
                 if conn.supports("starttls"):
-                    assert context is not None
                     phase = "starttls"
+                    context = await self._context()
                     await conn.starttls(context, server_hostname=self.host, timeout=timeout.connect)
                     phase = "ehlo"
                     await conn.hello(name, timeout=timeout.read)
@@ -220,12 +221,16 @@ class SMTPConnector:
                     raise
 
     async def _context(self) -> ssl.SSLContext:
-        if self.tls_context is None:
-            context = await asyncio.to_thread(ssl.create_default_context)
-            if not self.validate_certs:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self.tls_context = context
+        """The TLS context, made once when first needed (a server without STARTTLS never
+        needs it). Loading the system's CA certificates takes tens of milliseconds holding
+        the GIL: the pool's concurrent opens wait for one load instead of each doing its own."""
+        async with self._making_context:
+            if self.tls_context is None:
+                context = await asyncio.to_thread(ssl.create_default_context)
+                if not self.validate_certs:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                self.tls_context = context
         return self.tls_context
 
 
