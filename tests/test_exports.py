@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+
+import pytest
 
 import xcomm
 
@@ -14,12 +18,29 @@ def test_all_is_sorted_and_unique() -> None:
 
 
 def test_all_is_complete() -> None:
+    # Public names are imported at their first use (PEP 562): those not imported yet are in
+    # the lazy table, and every one of them resolves.
     public = {
         name
         for name, value in vars(xcomm).items()
         if not name.startswith("_") and not inspect.ismodule(value)
     }
-    assert public == set(xcomm.__all__) - {"__version__"}
+    assert public | set(xcomm._EXPORTS) == set(xcomm.__all__) - {"__version__"}
+    assert set(dir(xcomm)) >= set(xcomm.__all__)
+    for name in xcomm.__all__:
+        value = getattr(xcomm, name)
+        assert value is not None and getattr(value, "__module__", "xcomm").startswith("xcomm")
+
+
+def test_importing_xcomm_imports_no_provider() -> None:
+    code = (
+        "import sys, xcomm; "
+        "print(sorted(m for m in sys.modules if m.startswith(('xcomm.email', 'httpx', 'jinja2'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        xcomm.Nope  # noqa: B018
 
 
 def test_every_public_name_has_a_docstring() -> None:
