@@ -8,8 +8,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jinja2
+import markupsafe
 import msgspec
 import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from xcomm._errors import ConfigurationError, ValidationError
 from xcomm._templates import (
@@ -575,5 +577,88 @@ def test_compiling_twice_shares_the_environments() -> None:
     template = Template(subject="s", text="{{ x }}")
     first, second = template.compile(), template.compile()
     assert first._text is not None and second._text is not None
-    assert first._text.environment is second._text.environment
+    assert first._text.jinja.environment is second._text.jinja.environment
     assert first._text is not second._text
+
+
+# -- Plain substitution: the same output as Jinja, without a Jinja context ---------------------
+
+
+class _Shown:
+    def __str__(self) -> str:
+        return "<shown & told>"
+
+
+class _Html:
+    def __html__(self) -> str:
+        return "<i>own markup</i>"
+
+    def __str__(self) -> str:
+        return "plain"
+
+
+SUBSTITUTION_SOURCES = [
+    "no variables at all, 100% literal: %s %(name)s {{ '{{' }}",
+    "{{ v }}",
+    "{{ v }}{{ v }} and {{ w }}",
+    "100% sure, {{ v }}: 50%% off %s\n",
+    "lines\r\nwith CRLF {{ v }}\r\nand a trailing newline\n\n",
+    "<p title='{{ v }}'>{{ w }}</p>",
+]
+SUBSTITUTION_VALUES = [
+    ("Ada", "Lovelace"),
+    ("<script>&'\"</script>", "a%sb%(v)sc%%"),
+    (42, 3.5),
+    (None, True),
+    (markupsafe.Markup("<b>safe</b>"), _Html()),
+    (_Shown(), ["list", "<x>"]),
+    ("", "ünïcödé ✓"),
+]
+
+
+@pytest.mark.parametrize("source", SUBSTITUTION_SOURCES)
+@pytest.mark.parametrize("values", SUBSTITUTION_VALUES)
+def test_plain_substitution_renders_what_jinja_renders(
+    source: str, values: tuple[object, object]
+) -> None:
+    variables = {"v": values[0], "w": values[1]}
+    compiled = Template(subject="s", text=source, html=source).compile()
+    assert compiled._text is not None and compiled._html is not None
+    if "{{ '{{' }}" not in source:  # a constant is Jinja's to render
+        assert compiled._text.substitution is not None and compiled._html.substitution is not None
+    content = compiled.render(variables)
+    options = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True}
+    for autoescape, rendered in ((False, content.text), (True, content.html)):
+        reference = ImmutableSandboxedEnvironment(autoescape=autoescape, **options)
+        assert rendered == reference.from_string(source).render(variables)
+
+
+@pytest.mark.parametrize("part", ["subject", "text", "html"])
+def test_plain_substitution_reports_a_missing_variable_as_jinja_does(part: str) -> None:
+    plain = {"subject": "s", "text": "t", "html": "h", part: "Hi {{ name }}"}
+    jinja = {**plain, part: "Hi {{ name | string }}"}
+    errors = []
+    for sources in (plain, jinja):
+        with pytest.raises(TemplateError) as info:
+            Template(**sources).compile().render({"other": 1}, recipient="ada@example.com")
+        errors.append(info.value)
+    assert str(errors[0]) == str(errors[1])
+    assert all(isinstance(e.__cause__, jinja2.UndefinedError) for e in errors)
+    assert [(e.part, e.variable, e.recipient) for e in errors] == [
+        (part, "name", "ada@example.com")
+    ] * 2
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% if v %}{{ v }}{% endif %}",
+        "{{ v.x }}",
+        "{{ v | upper }}",
+        "{{ loop }}",
+        "{% set v = 1 %}",
+    ],
+)
+def test_templates_with_more_than_substitution_are_rendered_by_jinja(source: str) -> None:
+    compiled = Template(subject="s", text=source).compile()
+    assert compiled._text is not None and compiled._text.substitution is None
