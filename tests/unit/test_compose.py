@@ -561,10 +561,10 @@ async def test_send_message_one_liner(provider: RecordingProvider) -> None:
     assert [a.email for a in message.to] == ["a@example.com", "b@example.com"]
 
 
-# -- campaign drafts ---------------------------------------------------------------------------
+# -- campaign messages -------------------------------------------------------------------------
 
 
-def test_campaign_draft_is_the_fluent_draft(provider: RecordingProvider) -> None:
+def test_campaign_message_is_the_fluent_drafts_message(provider: RecordingProvider) -> None:
     fluent = (
         provider.compose()
         .to("ada@example.com")
@@ -575,7 +575,7 @@ def test_campaign_draft_is_the_fluent_draft(provider: RecordingProvider) -> None
         .message_id("<0123abcd@example.com>")
         .build()
     )
-    fast = _compose.campaign_draft(
+    fast = _compose.campaign_message(
         provider,
         "ada@example.com",
         subject="Hi Ada",
@@ -583,12 +583,16 @@ def test_campaign_draft_is_the_fluent_draft(provider: RecordingProvider) -> None
         html="<p>Hello Ada</p>\n",
         unsubscribe_url="https://example.com/u?token=abc",
         message_id="<0123abcd@example.com>",
-    ).build()
+    )
     assert fast == msgspec.structs.replace(fluent, date=fast.date)
+    assert fast.date is not None and fast.headers == (
+        ("List-Unsubscribe", "<https://example.com/u?token=abc>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    )
 
 
-def test_campaign_draft_leaves_out_what_is_not_given(provider: RecordingProvider) -> None:
-    message = _compose.campaign_draft(provider, "bob@example.com", subject="Hi").build()
+def test_campaign_message_leaves_out_what_is_not_given(provider: RecordingProvider) -> None:
+    message = _compose.campaign_message(provider, "bob@example.com", subject="Hi")
     assert message.to == (Address(email="bob@example.com"),)
     assert (message.text, message.html, message.headers) == (None, None, ())
     assert message.message_id is not None and message.message_id.endswith("@example.com>")
@@ -600,18 +604,27 @@ def test_campaign_draft_leaves_out_what_is_not_given(provider: RecordingProvider
         ({"subject": "Hi\r\nBcc: evil@example.com"}, "control character"),
         ({"subject": "Hi", "message_id": "not a message id"}, "invalid Message-ID"),
         ({"subject": "Hi", "unsubscribe_url": "http://example.com/u"}, "https"),
+        ({"subject": "Hi", "text": b"bytes"}, "takes a str"),
+        ({"subject": "Hi", "html": "x" * 200_000}, "max_message_size"),
     ],
 )
-def test_campaign_draft_checks_what_it_did_not_check_before(
-    provider: RecordingProvider, fields: dict[str, str], match: str
+def test_campaign_message_checks_what_the_draft_checks(
+    provider: RecordingProvider, fields: dict[str, Any], match: str
 ) -> None:
+    provider.max_message_size = 100_000
     with pytest.raises(ValidationError, match=match):
-        _compose.campaign_draft(provider, "ada@example.com", **fields)
+        _compose.campaign_message(provider, "ada@example.com", **fields)
 
 
-async def test_campaign_draft_sends(provider: RecordingProvider) -> None:
-    draft = _compose.campaign_draft(provider, "ada@example.com", subject="Hi", text="Hello")
-    result = await draft.send()
+def test_campaign_message_needs_a_default_sender(provider: RecordingProvider) -> None:
+    provider.default_sender = None
+    with pytest.raises(ValidationError, match="no sender"):
+        _compose.campaign_message(provider, "ada@example.com", subject="Hi")
+
+
+async def test_campaign_message_sends(provider: RecordingProvider) -> None:
+    message = _compose.campaign_message(provider, "ada@example.com", subject="Hi", text="Hello")
+    result = await provider.send(message)
     assert result.accepted == ("ada@example.com",)
-    [(message, _)] = provider.sent
-    assert (message.subject, message.text) == ("Hi", "Hello")
+    [(sent, _)] = provider.sent
+    assert (sent.subject, sent.text) == ("Hi", "Hello")

@@ -26,7 +26,7 @@ from xcomm._models import EmailMessage, SendResult
 from xcomm._templates import CompiledTemplate, Template, UnsubscribeSigner
 from xcomm._validation import ascii_domain
 from xcomm.email._base import EmailProvider
-from xcomm.email._compose import campaign_draft
+from xcomm.email._compose import campaign_message
 from xcomm.outbox import (
     CampaignDefinition,
     CampaignStep,
@@ -186,7 +186,7 @@ class Campaign:
             digest = hashlib.sha256(record.key.encode()).hexdigest()[:32]
             message_id = f"<{digest}@{self.msgid_domain}>"
         # record.recipient was validated once, when it was queued; not parsed again here.
-        return campaign_draft(
+        return campaign_message(
             self.provider,
             record.recipient,
             subject=content.subject,
@@ -194,7 +194,7 @@ class Campaign:
             html=content.html,
             unsubscribe_url=content.list_unsubscribe_url,
             message_id=message_id,
-        ).build()
+        )
 
     def follow_up(self, record: OutboxRecord, now: float) -> OutboxRecord | None:
         """The recipient's next step of a drip sequence, due after its delay; None after the

@@ -30,13 +30,17 @@ from xcomm.email._mime import new_message_id
 if TYPE_CHECKING:
     from xcomm.email._base import EmailProvider
 
-__all__ = ["AddressLike", "EmailDraft", "campaign_draft"]
+__all__ = ["AddressLike", "EmailDraft", "campaign_message"]
 
 #: What the address setters accept: an `Address`, or text such as `"Ada <ada@example.com>"`.
 AddressLike = str | Address
 _MSGID = re.compile(r"<[!-;=?-~]+@[!-;=?-Z^-~]+>|<[!-;=?-~]+@\[[!-Z^-~]*\]>")
 _NOT_CID = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 _MAX_URL = 900
+_NO_SENDER = (
+    "the message has no sender: call .from_('you@example.com') or configure the provider's "
+    "default sender"
+)
 
 
 def _addresses(items: tuple[AddressLike | Iterable[AddressLike], ...]) -> list[Address]:
@@ -180,19 +184,13 @@ class EmailDraft:
 
     def body(self, text: str) -> Self:
         """Set the plain-text body."""
-        self._text = self._check_body("body", text)
+        self._text = _check_body("body", text)
         return self
 
     def html_body(self, html: str) -> Self:
         """Set the HTML body; with `body()` too, the message offers both."""
-        self._html = self._check_body("html_body", html)
+        self._html = _check_body("html_body", html)
         return self
-
-    @staticmethod
-    def _check_body(what: str, text: str) -> str:
-        if not isinstance(text, str):
-            raise ValidationError(f"{what}() takes a str, not {type(text).__name__}")
-        return text
 
     def attach(
         self,
@@ -315,50 +313,12 @@ class EmailDraft:
             one_click: add `List-Unsubscribe-Post: List-Unsubscribe=One-Click`; needs an
                 https `url` (ignored when only `mailto` is given).
         """
-        if url is None and mailto is None:
-            raise ValidationError("list_unsubscribe() needs url=, mailto= or both")
-        targets: list[str] = []
-        if url is not None:
-            check_no_crlf("the unsubscribe URL", url)
-            lower = url.lower()
-            if not lower.startswith(("https://", "http://")) or not _url_ok(url):
-                raise ValidationError(
-                    f"invalid unsubscribe URL {url!r}: use an absolute http(s) URL without "
-                    "spaces or '<>' (percent-encode other characters)"
-                )
-            if one_click and not lower.startswith("https://"):
-                raise ValidationError(
-                    "one-click unsubscribe (RFC 8058) needs an https URL; use https or "
-                    "pass one_click=False"
-                )
-            targets.append(f"<{url}>")
-        if mailto is not None:
-            check_no_crlf("the unsubscribe mailto", mailto)
-            target = mailto if mailto.lower().startswith("mailto:") else f"mailto:{mailto}"
-            parse_address(target[7:].partition("?")[0])
-            if not _url_ok(target):
-                raise ValidationError(
-                    f"invalid unsubscribe mailto {mailto!r}: percent-encode spaces and "
-                    "non-ASCII characters"
-                )
-            targets.append(f"<{target}>")
-        self._unsubscribe = [("List-Unsubscribe", ", ".join(targets))]
-        if one_click and url is not None:
-            self._unsubscribe.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        self._unsubscribe = _unsubscribe_headers(url, mailto, one_click)
         return self
 
     def message_id(self, value: str) -> Self:
         """Use your own Message-ID (`<unique@your.domain>`; brackets are added if missing)."""
-        check_no_crlf("the Message-ID", value)
-        value = value.strip()
-        if not value.startswith("<"):
-            value = f"<{value}>"
-        if not _MSGID.fullmatch(value) or len(value) > 250:
-            raise ValidationError(
-                f"invalid Message-ID {value!r}: expected <unique-part@domain> in printable "
-                "ASCII without spaces"
-            )
-        self._message_id = value
+        self._message_id = _checked_message_id(value)
         return self
 
     def thread(self, thread_id: str | None) -> Self:
@@ -395,10 +355,7 @@ class EmailDraft:
         """
         sender = self._sender or self._provider.default_sender
         if sender is None:
-            raise ValidationError(
-                "the message has no sender: call .from_('you@example.com') or configure the "
-                "provider's default sender"
-            )
+            raise ValidationError(_NO_SENDER)
         if not (self._to or self._cc or self._bcc):
             raise ValidationError("the message has no recipient: call .to(), .cc() or .bcc()")
         if self._cids and self._html is None:
@@ -425,17 +382,8 @@ class EmailDraft:
             date=self._date,
             thread_id=self._thread_id,
         )
-        self._check_size(message)
+        _check_size(self._provider, message)
         return message
-
-    def _check_size(self, message: EmailMessage) -> None:
-        limit = self._provider.max_message_size
-        size = encoded_size(message)
-        if size > limit:
-            raise ValidationError(
-                f"the message would be about {size} bytes once encoded, more than the "
-                f"provider's max_message_size of {limit} bytes; attach fewer or smaller files"
-            )
 
     async def send(
         self,
@@ -456,7 +404,7 @@ class EmailDraft:
                 _read_files, message.attachments, self._provider.max_message_size
             )
             message = msgspec.structs.replace(message, attachments=attachments)
-            self._check_size(message)
+            _check_size(self._provider, message)
         if self._send_at is not None:
             from xcomm.bulk._campaign import queue_message
 
@@ -473,7 +421,7 @@ class EmailDraft:
         return self
 
 
-def campaign_draft(
+def campaign_message(
     provider: EmailProvider,
     recipient: str,
     /,
@@ -483,35 +431,112 @@ def campaign_draft(
     html: str | None = None,
     unsubscribe_url: str | None = None,
     message_id: str | None = None,
-) -> EmailDraft:
-    """A draft of one personalised campaign message, for bulk senders.
+) -> EmailMessage:
+    """One personalised campaign message, for bulk senders.
 
-    The same draft as `provider.compose().to(recipient).subject(subject).body(text)...`, less
-    the second parse of an address that was checked when the campaign recorded it: `recipient`
-    must be the bare address (`Address.email`) that `parse_address()` returned. Everything
-    else goes through the setters' checks.
+    The message `provider.compose().to(recipient).subject(subject).body(text)...build()`
+    returns, with the same checks, built without a draft: less the second parse of an address
+    that was checked when the campaign recorded it (`recipient` must be the bare address,
+    `Address.email`, that `parse_address()` returned).
 
     Args:
-        provider: the provider that sends the draft.
+        provider: the provider that sends the message (its default sender sends it).
         recipient: the To address, already validated.
         subject: the rendered subject.
         text: the plain-text body, if any.
         html: the HTML body, if any.
         unsubscribe_url: a one-click (https) unsubscribe URL for List-Unsubscribe, if any.
         message_id: a Message-ID that stays the same across attempts, if any.
+
+    Raises:
+        ValidationError: no default sender, a subject with a line break, a bad Message-ID or
+            unsubscribe URL, or a message over the provider's size limit.
     """
-    draft = provider.compose()
-    draft._to.append(Address(email=recipient))
-    draft.subject(subject)
-    if text is not None:
-        draft.body(text)
-    if html is not None:
-        draft.html_body(html)
-    if unsubscribe_url:
-        draft.list_unsubscribe(url=unsubscribe_url)
-    if message_id is not None:
-        draft.message_id(message_id)
-    return draft
+    sender = provider.default_sender
+    if sender is None:
+        raise ValidationError(_NO_SENDER)
+    check_no_crlf("the subject", subject, allow_tab=True)
+    message = EmailMessage(
+        sender=sender,
+        to=(Address(email=recipient),),
+        subject=subject,
+        text=None if text is None else _check_body("body", text),
+        html=None if html is None else _check_body("html_body", html),
+        headers=tuple(_unsubscribe_headers(unsubscribe_url, None, True)) if unsubscribe_url else (),
+        message_id=(
+            new_message_id(sender.domain) if message_id is None else _checked_message_id(message_id)
+        ),
+        date=_now(),
+    )
+    _check_size(provider, message)
+    return message
+
+
+def _unsubscribe_headers(
+    url: str | None, mailto: str | None, one_click: bool
+) -> list[tuple[str, str]]:
+    """List-Unsubscribe (and List-Unsubscribe-Post) for `EmailDraft.list_unsubscribe()`."""
+    if url is None and mailto is None:
+        raise ValidationError("list_unsubscribe() needs url=, mailto= or both")
+    targets: list[str] = []
+    if url is not None:
+        check_no_crlf("the unsubscribe URL", url)
+        lower = url.lower()
+        if not lower.startswith(("https://", "http://")) or not _url_ok(url):
+            raise ValidationError(
+                f"invalid unsubscribe URL {url!r}: use an absolute http(s) URL without "
+                "spaces or '<>' (percent-encode other characters)"
+            )
+        if one_click and not lower.startswith("https://"):
+            raise ValidationError(
+                "one-click unsubscribe (RFC 8058) needs an https URL; use https or "
+                "pass one_click=False"
+            )
+        targets.append(f"<{url}>")
+    if mailto is not None:
+        check_no_crlf("the unsubscribe mailto", mailto)
+        target = mailto if mailto.lower().startswith("mailto:") else f"mailto:{mailto}"
+        parse_address(target[7:].partition("?")[0])
+        if not _url_ok(target):
+            raise ValidationError(
+                f"invalid unsubscribe mailto {mailto!r}: percent-encode spaces and "
+                "non-ASCII characters"
+            )
+        targets.append(f"<{target}>")
+    headers = [("List-Unsubscribe", ", ".join(targets))]
+    if one_click and url is not None:
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return headers
+
+
+def _checked_message_id(value: str) -> str:
+    """A Message-ID as `EmailDraft.message_id()` takes it: brackets added, then checked."""
+    check_no_crlf("the Message-ID", value)
+    value = value.strip()
+    if not value.startswith("<"):
+        value = f"<{value}>"
+    if not _MSGID.fullmatch(value) or len(value) > 250:
+        raise ValidationError(
+            f"invalid Message-ID {value!r}: expected <unique-part@domain> in printable "
+            "ASCII without spaces"
+        )
+    return value
+
+
+def _check_body(what: str, text: str) -> str:
+    if not isinstance(text, str):
+        raise ValidationError(f"{what}() takes a str, not {type(text).__name__}")
+    return text
+
+
+def _check_size(provider: EmailProvider, message: EmailMessage) -> None:
+    limit = provider.max_message_size
+    size = encoded_size(message)
+    if size > limit:
+        raise ValidationError(
+            f"the message would be about {size} bytes once encoded, more than the "
+            f"provider's max_message_size of {limit} bytes; attach fewer or smaller files"
+        )
 
 
 _clock: list[tuple[int, datetime]] = [(0, datetime.fromtimestamp(0, UTC))]
