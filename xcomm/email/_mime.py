@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import cast
 from urllib.parse import quote
 
 from xcomm._errors import ValidationError
@@ -301,8 +302,17 @@ def _param_header(name: str, value: str, params: list[str]) -> str:
     return "\r\n".join(lines)
 
 
-# A part is (header lines, body) where body is bytes or a list of parts (a multipart).
-_Part = tuple[list[str], "bytes | list[_Part]"]
+# A part is (its header block, its body): a leaf's header lines as bytes, ending with the blank
+# line, and its body bytes; or a multipart's subtype and its parts.
+_Part = tuple["bytes | str", "bytes | list[_Part]"]
+
+
+def _head(lines: list[str]) -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+# The header blocks of text parts, by subtype and transfer encoding: the same for every message.
+_TEXT_HEADS: dict[tuple[str, str], bytes] = {}
 
 
 def _text_part(text: str, subtype: str) -> tuple[_Part, bool]:
@@ -328,11 +338,12 @@ def _text_part(text: str, subtype: str) -> tuple[_Part, bool]:
             ) from None
         body = binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
         cte = "quoted-printable"
-    headers = [
-        f'Content-Type: text/{subtype}; charset="utf-8"',
-        f"Content-Transfer-Encoding: {cte}",
-    ]
-    return (headers, body), seven_bit
+    head = _TEXT_HEADS.get((subtype, cte))
+    if head is None:
+        head = _TEXT_HEADS[subtype, cte] = _head(
+            [f'Content-Type: text/{subtype}; charset="utf-8"', f"Content-Transfer-Encoding: {cte}"]
+        )
+    return (head, body), seven_bit
 
 
 def _base64(data: bytes) -> bytes:
@@ -362,49 +373,57 @@ def _attachment_part(att: Attachment) -> _Part:
     if att.content_id:
         check_content_id(att.content_id)
         headers.append(f"Content-ID: <{att.content_id}>")
-    return headers, _base64(att.content)
+    return _head(headers), _base64(att.content)
 
 
 def _multipart(subtype: str, parts: list[_Part]) -> _Part:
-    return [subtype], parts
+    return subtype, parts
 
 
 def _body(message: EmailMessage) -> tuple[_Part, list[bytes]]:
     """The message's MIME tree and the 7bit bodies that boundaries must not appear in."""
     seven: list[bytes] = []
-
-    def text(content: str, subtype: str) -> _Part:
-        part, is7 = _text_part(content, subtype)
-        if is7:
-            seven.append(part[1])  # type: ignore[arg-type]
-        return part
-
-    inline = [a for a in message.attachments if a.inline]
-    html: _Part | None = None
-    if message.html is not None:
-        html = text(message.html, "html")
-        if inline:
-            html = _multipart("related", [html, *(_attachment_part(a) for a in inline)])
-    if html is None:
-        body = text(message.text or "", "plain")
-    elif message.text is not None:
-        body = _multipart("alternative", [text(message.text, "plain"), html])
+    html = None if message.html is None else _text(message.html, "html", seven)
+    plain = None
+    if html is None or message.text is not None:
+        plain = _text(message.text or "", "plain", seven)
+    attachments = message.attachments
+    inline = [a for a in attachments if a.inline] if attachments else []
+    if html is not None and inline:
+        html = _multipart("related", [html, *(_attachment_part(a) for a in inline)])
+    if html is None or plain is None:
+        body = html or plain
+        assert body is not None
     else:
-        body = html
-    files = [a for a in message.attachments if not a.inline]
+        body = _multipart("alternative", [plain, html])
+    files = [a for a in attachments if not a.inline] if attachments else []
     if files or (inline and html is None):
-        parts = [_attachment_part(a) for a in (files if html is not None else message.attachments)]
+        parts = [_attachment_part(a) for a in (files if html is not None else attachments)]
         body = _multipart("mixed", [body, *parts])
     return body, seven
+
+
+def _text(content: str, subtype: str, seven: list[bytes]) -> _Part:
+    """A text part; its body joins `seven` when it is 7bit."""
+    part, is7 = _text_part(content, subtype)
+    if is7:
+        seven.append(part[1])  # type: ignore[arg-type]
+    return part
 
 
 # A boundary need not be secret, only absent from the message's own content (checked below):
 # a random prefix per process and a counter save a getrandom() system call per message.
 _BOUNDARY_PREFIX = "=_" + secrets.token_hex(8)
 _BOUNDARY_SEQUENCE = itertools.count()
+_BOUNDARY_NEEDLE = b"--" + _BOUNDARY_PREFIX.encode("ascii")
 
 
 def _new_boundary(seven: list[bytes]) -> str:
+    for body in seven:
+        if _BOUNDARY_NEEDLE in body:
+            break
+    else:  # no body holds the prefix: no boundary made of it can appear
+        return f"{_BOUNDARY_PREFIX}.{next(_BOUNDARY_SEQUENCE):x}"
     while True:
         boundary = f"{_BOUNDARY_PREFIX}.{next(_BOUNDARY_SEQUENCE):x}"
         needle = b"--" + boundary.encode("ascii")
@@ -413,13 +432,13 @@ def _new_boundary(seven: list[bytes]) -> str:
 
 
 def _write(part: _Part, out: list[bytes], seven: list[bytes]) -> None:
-    headers, body = part
+    head, body = part
     if isinstance(body, bytes):
-        out.append("\r\n".join(headers).encode("ascii") + b"\r\n\r\n" + body)
+        out += (cast(bytes, head), body)
         return
     boundary = _new_boundary(seven)
     delimiter = b"\r\n--" + boundary.encode("ascii")
-    out.append(f'Content-Type: multipart/{headers[0]}; boundary="{boundary}"\r\n'.encode())
+    out.append(f'Content-Type: multipart/{cast(str, head)}; boundary="{boundary}"\r\n'.encode())
     for sub in body:
         out.append(delimiter + b"\r\n")
         _write(sub, out, seven)
