@@ -55,6 +55,10 @@ _DOT_ATOM_ASCII = re.compile(f"[{_ATEXT}]+(?:\\.[{_ATEXT}]+)*")
 _SPACE = re.compile(r"\s")  # exactly what str.isspace() matches
 _PHRASE_ASCII = re.compile(f"[{_ATEXT} ]+")
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# The common address, bare and ASCII: a dot-atom local part and LDH labels. One match (and
+# three length and digit checks) instead of `parse_address`'s steps, which accept it too.
+_LDH = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_ADDRESS = re.compile(f"([{_ATEXT}]++(?:\\.[{_ATEXT}]++)*+)@((?:{_LDH}\\.)*+({_LDH}))")
 _NAME_SPECIALS = frozenset('()<>[]:;@\\,"')
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _CONTENT_TYPE = re.compile(
@@ -197,6 +201,24 @@ def parse_address(text: str) -> Address:
     """
     if not isinstance(text, str):
         raise ValidationError(f"an address must be a str or an Address, not {type(text).__name__}")
+    return _plain_address(text) or _parse_address(text)
+
+
+def _plain_address(text: str) -> Address | None:
+    """`text` as an `Address` when it is the common address, bare and ASCII, else None."""
+    plain = _PLAIN_ADDRESS.fullmatch(text)
+    if (
+        plain is not None
+        and len(text) <= MAX_EMAIL_LENGTH
+        and len(plain[1]) <= MAX_LOCAL_LENGTH
+        and len(plain[2]) <= MAX_DOMAIN_LENGTH
+        and not plain[3].isdigit()
+    ):
+        return Address(email=text)
+    return None
+
+
+def _parse_address(text: str) -> Address:
     check_no_crlf("an email address", text)
     text = text.strip()
     if not text:

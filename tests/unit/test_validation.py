@@ -7,7 +7,9 @@ from email.parser import BytesParser
 from email.policy import default
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
+from xcomm import _validation
 from xcomm._errors import ValidationError
 from xcomm._models import Address
 from xcomm._validation import (
@@ -368,3 +370,62 @@ def test_content_id_accepts(cid: str) -> None:
 def test_content_id_rejects(cid: str) -> None:
     with pytest.raises(ValidationError):
         check_content_id(cid)
+
+
+# Characters that make or break addresses: atext, dots, hyphens, '@', quotes, brackets,
+# whitespace and control characters, and non-ASCII letters and digits.
+_ADDRESS_ALPHABET = "aZ09.-_+!#$%&'*/=?^`{|}~@\"<>()[],;: \t\r\nçé٣\u00a0\u2028"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=_ADDRESS_ALPHABET, max_size=40),
+        st.builds(
+            lambda local, labels: f"{local}@{'.'.join(labels)}",
+            st.text(alphabet="aZ09.-_+!#'`~@", min_size=1, max_size=70),
+            st.lists(st.text(alphabet="aZ09-", min_size=1, max_size=70), min_size=1, max_size=5),
+        ),
+    )
+)
+def test_the_plain_address_fast_path_accepts_only_what_the_full_parse_accepts(text: str) -> None:
+    fast = _validation._plain_address(text)
+    try:
+        full = _validation._parse_address(text)
+    except ValidationError:
+        assert fast is None, f"{text!r} passed the fast path but the full parse refuses it"
+        return
+    assert fast is None or fast == full
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "user0000001.tag@example1.com",
+        "a@b",
+        "o'hara+news@mail.example.co.uk",
+        f"{'l' * 64}@{'d' * 63}.com",
+    ],
+)
+def test_the_plain_address_fast_path_takes_common_addresses(text: str) -> None:
+    assert _validation._plain_address(text) == parse_address(text) == Address(email=text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{'l' * 65}@example.com",  # local part too long
+        f"a@{'d' * 64}.com",  # a label too long
+        "a@example.123",  # numeric top-level domain
+        "a..b@example.com",
+        ".a@example.com",
+        "a@-example.com",
+        "a@example-.com",
+        "a@example..com",
+        "a@example.com.",
+        "Ada <a@example.com>",
+        " a@example.com",
+    ],
+)
+def test_the_plain_address_fast_path_leaves_the_rest_to_the_full_parse(text: str) -> None:
+    assert _validation._plain_address(text) is None
