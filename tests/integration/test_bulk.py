@@ -121,6 +121,10 @@ async def test_failures_are_isolated_recorded_and_suppressed(
     }
     assert "code" in (failed["nocode@example.org"].error or "")
     assert "550" in (failed["nosuch@example.org"].error or "")
+    # an entry that is not a recipient, or not an address, is named by its place in the list
+    assert (failed["not-an-address"].error or "").startswith("recipient #13: invalid email")
+    [other] = [f for f in result.failures if f.recipient == "?"]
+    assert (other.error or "").startswith("recipient #15: a recipient must be an address")
     assert (later.sent, later.suppressed) == (2, 1)
     assert "nosuch@example.org" not in {r for m in server.recorder.messages for r in m.rcpt_tos}
 

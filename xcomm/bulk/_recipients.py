@@ -34,46 +34,59 @@ _EMAIL_COLUMNS = ("email", "address", "to", "e-mail")
 class Recipient:
     """A normalised recipient: the address as given, its variables, and where it came from."""
 
-    __slots__ = ("address", "origin", "variables")
+    __slots__ = ("_number", "_where", "address", "variables")
 
-    def __init__(self, address: str, variables: dict[str, Any], origin: str) -> None:
+    def __init__(
+        self, address: str, variables: dict[str, Any], where: str, number: int | None = None
+    ) -> None:
         self.address = address
         self.variables = variables
-        self.origin = origin
+        self._where, self._number = where, number
+
+    @property
+    def origin(self) -> str:
+        """Where it came from, for messages: "recipient #12", "people.csv:13"."""
+        return self._where if self._number is None else f"{self._where}{self._number}"
 
 
 def _normalise(
-    item: object, personalization: Mapping[str, Mapping[str, Any]], origin: str
+    item: object, personalization: Mapping[str, Mapping[str, Any]], where: str, number: int
 ) -> Recipient:
-    if isinstance(item, str):
+    if type(item) is dict and item.get("email"):  # the common case: a row with "email"
+        address = str(item["email"]).strip()
+        variables: dict[str, Any] = item.copy()
+        del variables["email"]
+    elif isinstance(item, str):
         address = item.strip()
-        variables: dict[str, Any] = {}
+        variables = {}
     elif isinstance(item, Address):
         address = item.email
         variables = {"name": item.name} if item.name else {}
     elif isinstance(item, Contact):
         if not item.email:
-            raise ValidationError(f"{origin}: contact {item.name!r} has no email address")
+            raise ValidationError(f"{where}{number}: contact {item.name!r} has no email address")
         address = item.email
         variables = {"name": item.name, **item.metadata}
     elif isinstance(item, Mapping):
         column = next((c for c in _EMAIL_COLUMNS if item.get(c)), None)
         if column is None:
             raise ValidationError(
-                f"{origin}: a recipient mapping needs an 'email' key; got keys {sorted(item)[:8]}"
+                f"{where}{number}: a recipient mapping needs an 'email' key; got keys "
+                f"{sorted(item)[:8]}"
             )
         address = str(item[column]).strip()
         variables = {k: v for k, v in item.items() if k != column}
     else:
         raise ValidationError(
-            f"{origin}: a recipient must be an address, Address, Contact or mapping, "
+            f"{where}{number}: a recipient must be an address, Address, Contact or mapping, "
             f"not {type(item).__name__}"
         )
-    extra = personalization.get(address) or personalization.get(address.lower())
-    if extra:
-        variables = {**variables, **extra}
+    if personalization:
+        extra = personalization.get(address) or personalization.get(address.lower())
+        if extra:
+            variables = {**variables, **extra}
     variables.setdefault("email", address)
-    return Recipient(address, variables, origin)
+    return Recipient(address, variables, where, number)
 
 
 def _is_csv_path(source: object) -> bool:
@@ -118,13 +131,14 @@ async def recipient_batches(
             chunk = await anyio.to_thread.run_sync(lambda: list(itertools.islice(rows, batch)))
             if not chunk:
                 return
-            yield [_safe(row, data, f"{path}:{line}") for line, row in chunk]
+            where = f"{path}:"
+            yield [_safe(row, data, where, line) for line, row in chunk]
     elif isinstance(source, AsyncIterable):
         out: list[Recipient | ValidationError] = []
         number = 0
         async for item in source:
             number += 1
-            out.append(_safe(item, data, f"recipient #{number}"))
+            out.append(_safe(item, data, "recipient #", number))
             if len(out) >= batch:
                 yield out
                 out = []
@@ -137,9 +151,7 @@ async def recipient_batches(
             given = list(itertools.islice(items, batch))
             if not given:
                 return
-            yield [
-                _safe(item, data, f"recipient #{number + i + 1}") for i, item in enumerate(given)
-            ]
+            yield [_safe(item, data, "recipient #", n) for n, item in enumerate(given, number + 1)]
             number += len(given)
     else:
         raise ConfigurationError(
@@ -149,9 +161,9 @@ async def recipient_batches(
 
 
 def _safe(
-    item: object, data: Mapping[str, Mapping[str, Any]], origin: str
+    item: object, data: Mapping[str, Mapping[str, Any]], where: str, number: int
 ) -> Recipient | ValidationError:
     try:
-        return _normalise(item, data, origin)
+        return _normalise(item, data, where, number)
     except ValidationError as exc:
         return exc

@@ -238,7 +238,8 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
 
 def _row(record: OutboxRecord) -> tuple[Any, ...]:
     try:
-        status = OutboxStatus(record.status).value
+        given = record.status
+        status = given.value if type(given) is OutboxStatus else OutboxStatus(given).value
         variables = _ENCODER.encode(record.variables) if record.variables else None
     except (ValueError, TypeError, msgspec.MsgspecError) as exc:
         raise ValidationError(f"outbox record {record.key!r} cannot be stored: {exc}") from exc
