@@ -169,11 +169,9 @@ async def test_validate_certs_false_accepts_an_unknown_ca(
     assert server.recorder.messages[0].tls
 
 
-async def test_concurrent_opens_load_the_ca_certificates_once(
-    manager: CommManager, smtpd: Smtpd, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Loading the system's CA certificates holds the GIL for tens of milliseconds: a pool
-    # opening its connections together must not load them once per connection.
+@pytest.fixture
+def contexts_made(monkeypatch: pytest.MonkeyPatch) -> list[ssl.SSLContext]:
+    """Every TLS context `ssl.create_default_context()` makes during the test."""
     made: list[ssl.SSLContext] = []
     original = ssl.create_default_context
 
@@ -182,6 +180,14 @@ async def test_concurrent_opens_load_the_ca_certificates_once(
         return made[-1]
 
     monkeypatch.setattr(ssl, "create_default_context", counted)
+    return made
+
+
+async def test_concurrent_opens_load_the_ca_certificates_once(
+    manager: CommManager, smtpd: Smtpd, contexts_made: list[ssl.SSLContext]
+) -> None:
+    # Loading the system's CA certificates holds the GIL for tens of milliseconds: a pool
+    # opening its connections together must not load them once per connection.
     server = smtpd("starttls-auth")
     smtp = manager.smtp(
         server.host,
@@ -192,23 +198,18 @@ async def test_concurrent_opens_load_the_ca_certificates_once(
         pool_size=4,
     )
     await asyncio.gather(*(smtp.send(message(f"user{i}@example.org")) for i in range(8)))
-    assert len(made) == 1
+    assert len(contexts_made) == 1
     assert server.recorder.connections > 1
     assert len(server.recorder.messages) == 8 and all(m.tls for m in server.recorder.messages)
 
 
 async def test_a_server_without_starttls_needs_no_tls_context(
-    manager: CommManager, smtpd: Smtpd, monkeypatch: pytest.MonkeyPatch
+    manager: CommManager, smtpd: Smtpd, contexts_made: list[ssl.SSLContext]
 ) -> None:
-    made: list[object] = []
-    original = ssl.create_default_context
-    monkeypatch.setattr(
-        ssl, "create_default_context", lambda *a, **k: made.append(1) or original(*a, **k)
-    )
     server = smtpd("plain")
     smtp = manager.smtp(server.host, server.port, pool_size=2)
     await asyncio.gather(*(smtp.send(message(f"user{i}@example.org")) for i in range(4)))
-    assert made == [] and len(server.recorder.messages) == 4
+    assert contexts_made == [] and len(server.recorder.messages) == 4
 
 
 async def test_required_starttls_missing_sends_nothing_in_plaintext(
