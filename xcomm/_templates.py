@@ -434,11 +434,11 @@ class _Substitution:
     """A part that is only text and `{{ name }}` outputs, as a format string: each value is
     output as Jinja's code outputs it (its `str()`, or its HTML escape in an HTML part)."""
 
-    __slots__ = ("_format", "_html", "_names", "_values")
+    __slots__ = ("_format", "_html", "_values", "names")
 
     def __init__(self, texts: list[str], names: list[str], *, html: bool) -> None:
         self._format = "%s".join(text.replace("%", "%%") for text in texts)
-        self._names = tuple(dict.fromkeys(names))  # each escaped once
+        self.names = tuple(dict.fromkeys(names))  # each escaped once
         self._html = html
         get = operator.itemgetter(*names) if names else (lambda _: ())
         self._values: Callable[[Mapping[str, Any]], tuple[Any, ...]] = (
@@ -446,10 +446,12 @@ class _Substitution:
         )
 
     def render(self, context: dict[str, Any]) -> str:
-        """Raises KeyError for a variable `context` does not hold."""
+        """The part with `context`'s values in place. KeyError: a variable it does not hold
+        (or a value's own failure)."""
         if self._html:
-            context = {name: _escape(context[name]) for name in self._names}
-        return self._format % self._values(context)
+            context = {name: _escape(context[name]) for name in self.names}
+        text: str = self._format % self._values(context)
+        return text
 
 
 def _substitution(tree: nodes.Template, *, html: bool) -> _Substitution | None:
@@ -501,13 +503,19 @@ class _Part:
         self, context: dict[str, Any], globals_: dict[str, Any], recipient: str | None
     ) -> str:
         """The part rendered with `context` (which holds the globals under the variables)."""
-        if self.substitution is not None:
-            try:
-                return self.substitution.render(context)
-            except KeyError as exc:  # what Jinja's StrictUndefined raises, and the same error
-                undefined = jinja2.UndefinedError(f"'{exc.args[0]}' is undefined")
+        substitution = self.substitution
+        if substitution is None:
+            return _render(self.jinja, self.name, context, globals_, recipient)
+        try:
+            return substitution.render(context)
+        except Exception as exc:
+            name = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+            if name in substitution.names and name not in context:  # as StrictUndefined says
+                undefined = jinja2.UndefinedError(f"'{name}' is undefined")
                 raise _missing(self.name, str(undefined), recipient) from undefined
-        return _render(self.jinja, self.name, context, globals_, recipient)
+            # a value's __str__ or __html__ failed: as `_render` reports it
+            message = f"the {self.name} template failed: {type(exc).__name__}: {exc}"
+            raise TemplateError(message, part=self.name, recipient=recipient) from exc
 
 
 def _render(

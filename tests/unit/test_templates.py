@@ -662,3 +662,24 @@ def test_plain_substitution_reports_a_missing_variable_as_jinja_does(part: str) 
 def test_templates_with_more_than_substitution_are_rendered_by_jinja(source: str) -> None:
     compiled = Template(subject="s", text=source).compile()
     assert compiled._text is not None and compiled._text.substitution is None
+
+
+class _Broken:
+    def __str__(self) -> str:
+        raise KeyError("boom")
+
+    def __html__(self) -> str:
+        raise KeyError("boom")
+
+
+@pytest.mark.parametrize("part", ["text", "html"])
+def test_plain_substitution_reports_a_failing_value_as_jinja_does(part: str) -> None:
+    plain = {"subject": "s", "text": "t", part: "Hi {{ v }}"}
+    jinja = {**plain, part: "Hi {{ v | string }}" if part == "text" else "Hi {{ v | e }}"}
+    errors = []
+    for sources in (plain, jinja):
+        with pytest.raises(TemplateError) as info:
+            Template(**sources).compile().render({"v": _Broken()}, recipient="ada@example.com")
+        errors.append(info.value)
+    assert str(errors[0]) == str(errors[1]) == f"the {part} template failed: KeyError: 'boom'"
+    assert errors[0].variable is None and errors[0].part == part
