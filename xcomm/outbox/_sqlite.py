@@ -21,6 +21,7 @@ import collections
 import concurrent.futures
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import sqlite3
@@ -699,7 +700,7 @@ class SQLiteOutbox:
         before = conn.total_changes
         with contextlib.nullcontext(conn) if alone else _transaction(conn):
             for chunk in statements:
-                values = [*fixed, *(value for row in chunk for value in row)]
+                values = [*fixed, *itertools.chain.from_iterable(chunk)]
                 conn.execute(_sql(template, len(chunk), width, len(fixed) + 1), values)
         return conn.total_changes - before
 
