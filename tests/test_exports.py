@@ -43,6 +43,12 @@ def test_importing_xcomm_imports_no_provider() -> None:
         xcomm.Nope  # noqa: B018
 
 
+def test_subpackages_are_reachable_from_the_package() -> None:
+    code = "import xcomm; print(xcomm.bulk.BulkSender.__name__, xcomm.outbox.SQLiteOutbox.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["BulkSender", "SQLiteOutbox"]
+
+
 def test_every_public_name_has_a_docstring() -> None:
     for name in xcomm.__all__:
         obj = getattr(xcomm, name)

@@ -290,8 +290,15 @@ __all__ = [
 ]
 
 
+# Subpackages, which `import xcomm` used to import with everything else: `xcomm.bulk` still
+# works without importing it first.
+_SUBPACKAGES = frozenset({"auth", "bulk", "email", "outbox", "testing", "transports"})
+
+
 def __getattr__(name: str) -> typing.Any:
-    """Import a public name from its module at its first use."""
+    """Import a public name from its module (or a subpackage) at its first use."""
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"xcomm.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'xcomm' has no attribute {name!r}")
