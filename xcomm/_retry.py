@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from xcomm._clock import Clock
 from xcomm._config import RetryPolicy
 from xcomm._errors import ProviderError, RateLimitError, RequestNotSent
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["Limiter", "backoff_delay", "is_retryable", "run_attempts", "tenacity_policy"]
 
@@ -55,7 +56,11 @@ def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
 
 
 def tenacity_policy(policy: RetryPolicy, clock: Clock) -> tenacity.AsyncRetrying:
-    """The tenacity form of `policy`: safe-only retries, backoff or `retry_after`, clock sleeps."""
+    """The tenacity form of `policy`: safe-only retries, backoff or `retry_after`, clock sleeps.
+
+    tenacity is imported here, at the first retry: a first attempt runs without it.
+    """
+    import tenacity
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
