@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,17 @@ def test_every_public_name_has_a_docstring() -> None:
         obj = getattr(xcomm, name)
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert inspect.getdoc(obj), f"xcomm.{name} has no docstring"
+
+
+def test_the_lazy_table_names_the_modules_type_checkers_see() -> None:
+    # The names are written twice in xcomm/__init__.py: imported for type checkers, and in
+    # the table __getattr__ imports from. Both must say the same module.
+    tree = ast.parse(Path(xcomm.__file__).read_text())
+    [block] = [n for n in tree.body if isinstance(n, ast.If)]
+    seen = {
+        alias.asname or alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == xcomm._EXPORTS

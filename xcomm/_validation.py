@@ -54,10 +54,10 @@ _ATOM_ASCII = re.compile(f"[{_ATEXT}]+")
 _DOT_ATOM_ASCII = re.compile(f"[{_ATEXT}]+(?:\\.[{_ATEXT}]+)*")
 _SPACE = re.compile(r"\s")  # exactly what str.isspace() matches
 _PHRASE_ASCII = re.compile(f"[{_ATEXT} ]+")
-_LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_LDH = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # a domain label, at most 63 long
+_LDH_LABEL = re.compile(_LDH)
 # The common address, bare and ASCII: a dot-atom local part and LDH labels. One match (and
 # three length and digit checks) instead of `parse_address`'s steps, which accept it too.
-_LDH = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PLAIN_ADDRESS = re.compile(f"([{_ATEXT}]++(?:\\.[{_ATEXT}]++)*+)@((?:{_LDH}\\.)*+({_LDH}))")
 _NAME_SPECIALS = frozenset('()<>[]:;@\\,"')
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"

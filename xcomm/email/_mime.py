@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import cast
 from urllib.parse import quote
 
@@ -311,8 +311,12 @@ def _head(lines: list[str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-# The header blocks of text parts, by subtype and transfer encoding: the same for every message.
-_TEXT_HEADS: dict[tuple[str, str], bytes] = {}
+@cache
+def _text_head(subtype: str, cte: str) -> bytes:
+    """A text part's header block: the same for every message of a subtype and encoding."""
+    return _head(
+        [f'Content-Type: text/{subtype}; charset="utf-8"', f"Content-Transfer-Encoding: {cte}"]
+    )
 
 
 def _text_part(text: str, subtype: str) -> tuple[_Part, bool]:
@@ -338,12 +342,7 @@ def _text_part(text: str, subtype: str) -> tuple[_Part, bool]:
             ) from None
         body = binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
         cte = "quoted-printable"
-    head = _TEXT_HEADS.get((subtype, cte))
-    if head is None:
-        head = _TEXT_HEADS[subtype, cte] = _head(
-            [f'Content-Type: text/{subtype}; charset="utf-8"', f"Content-Transfer-Encoding: {cte}"]
-        )
-    return (head, body), seven_bit
+    return (_text_head(subtype, cte), body), seven_bit
 
 
 def _base64(data: bytes) -> bytes:
