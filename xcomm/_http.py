@@ -453,12 +453,7 @@ class HttpProvider(Provider):
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         """One round trip on the manager's transport, body read and connection released."""
-        transport = self._context.transport
-        if transport is None:  # a context built by hand, with a client only
-            response = await self._context.http.send(request)
-            await response.aread()
-            return response
-        response = await transport.handle_async_request(request)
+        response = await self._context.transport.handle_async_request(request)
         response.request = request
         if not response.is_closed:  # AiohttpTransport hands small replies over already read
             try:
@@ -473,9 +468,7 @@ class HttpProvider(Provider):
         Build them once per provider (or per distinct header set) and pass them to
         `_build_request`: copying an `httpx.Headers` is much cheaper than building one.
         """
-        defaults = self._context.headers
-        base = dict(self._context.http.headers) if defaults is None else dict(defaults)
-        return httpx.Headers(merge_headers(base, *parts))
+        return httpx.Headers(merge_headers(dict(self._context.headers), *parts))
 
     @staticmethod
     def _build_request(

@@ -1,8 +1,8 @@
 """`CommManager`: the one owner of every shared resource.
 
-It owns the shared `httpx.AsyncClient` (the HTTP connection pool), the limiter registry, the
-metrics, and every provider it hands out (and so their SMTP pools). Providers borrow; the
-manager closes. Nothing it opened outlives `async with`.
+It owns the shared `httpx.AsyncClient` (the HTTP connection pool, made at its first use), the
+limiter registry, the metrics, and every provider it hands out (and so their SMTP pools).
+Providers borrow; the manager closes. Nothing it opened outlives `async with`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import anyio
-import httpx
 
 from xcomm._clock import MONOTONIC, Clock
 from xcomm._config import (
@@ -35,14 +34,15 @@ from xcomm._config import (
     secret_from_env,
 )
 from xcomm._errors import ConfigurationError, LifecycleError
-from xcomm._http import to_httpx_timeout
 from xcomm._limits import GlobalRateLimiter
 from xcomm._metrics import MetricsCollector
-from xcomm._provider import Provider, ProviderContext
+from xcomm._provider import HttpPool, Provider, ProviderContext
 from xcomm._retry import Limiter
 from xcomm.outbox import OutboxStore
 
 if TYPE_CHECKING:
+    import httpx
+
     from xcomm._models import Address
     from xcomm._templates import Template, UnsubscribeSigner
     from xcomm._webhook import WebhookProvider
@@ -129,17 +129,18 @@ class CommManager:
         if transport is None:
             transport = _transport_from_env()
         if transport is not None and not (
-            isinstance(transport, httpx.AsyncBaseTransport) or transport in _TRANSPORTS
+            transport in _TRANSPORTS if isinstance(transport, str) else _is_transport(transport)
         ):
             raise ConfigurationError(
                 "transport must be 'aiohttp', 'httpx' or an httpx.AsyncBaseTransport "
                 "(for example httpx.MockTransport)"
             )
+        if transport == "aiohttp" and not _have_aiohttp():  # said now, not at the first request
+            raise ConfigurationError("transport 'aiohttp' needs aiohttp: pip install 'xcomm[fast]'")
         self._timeout = Timeout.coerce(timeout)
         self._limits = limits
         self._retry = retry
         self._transport_choice = transport
-        self._transport: httpx.AsyncBaseTransport | None = None
         self._clock: Clock = clock or MONOTONIC
         self._metrics = metrics or MetricsCollector()
         self._limiters = GlobalRateLimiter(clock=self._clock)
@@ -149,7 +150,7 @@ class CommManager:
                 self._limiters.get_or_create(key, limit)
         self._state = _State.UNOPENED
         self._stack: contextlib.AsyncExitStack | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: HttpPool | None = None
         self._providers: list[Provider] = []
         self._bounds: dict[str, anyio.CapacityLimiter] = {}
         if outbox is not None and not isinstance(outbox, str | os.PathLike | OutboxStore):
@@ -173,25 +174,13 @@ class CommManager:
             )
         self._state = _State.OPEN
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                transport = _make_transport(self._transport_choice, self._limits)
-                # The client owns (and closes) the transport; providers drive the transport
-                # directly and `comm.http` shares its pool.
-                self._http = await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        timeout=to_httpx_timeout(self._timeout),
-                        transport=transport,
-                        headers={"User-Agent": _user_agent()},
-                        follow_redirects=False,
-                    )
-                )
-                self._transport = transport
-                stack.push_async_callback(self._close_providers)
-                self._stack = stack.pop_all()
+            stack = contextlib.AsyncExitStack()
+            stack.push_async_callback(self._close_http)  # after the providers
+            stack.push_async_callback(self._close_providers)
         except BaseException:
             self._state = _State.CLOSED
-            self._http = self._transport = None
             raise
+        self._stack = stack
         return self
 
     async def aclose(self) -> None:
@@ -202,7 +191,6 @@ class CommManager:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
-        self._http = self._transport = None
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -246,6 +234,32 @@ class CommManager:
             self._suppressions = Suppressions(self.outbox)
         return self._suppressions
 
+    def _http_pool(self) -> HttpPool:
+        """The shared HTTP client and its transport, made at the first use: a program that
+        only speaks SMTP never imports httpx nor loads the CA certificates a client needs."""
+        self._require_open("use the HTTP pool")
+        if self._http is None:
+            import httpx
+
+            from xcomm._http import to_httpx_timeout
+
+            transport = _make_transport(self._transport_choice, self._limits)
+            # The client owns (and closes) the transport; providers drive the transport
+            # directly and `comm.http` shares its pool.
+            client = httpx.AsyncClient(
+                timeout=to_httpx_timeout(self._timeout),
+                transport=transport,
+                headers={"User-Agent": _user_agent()},
+                follow_redirects=False,
+            )
+            self._http = HttpPool(client, transport, tuple(client.headers.items()))
+        return self._http
+
+    async def _close_http(self) -> None:
+        pool, self._http = self._http, None
+        if pool is not None:
+            await pool.client.aclose()
+
     async def _close_providers(self) -> None:
         providers, self._providers = self._providers, []
         for provider in reversed(providers):
@@ -269,15 +283,13 @@ class CommManager:
         providers do not go through it: its cookies and event hooks do not reach them.
         """
         self._require_open("use comm.http")
-        assert self._http is not None
-        return self._http
+        return self._http_pool().client
 
     @property
     def transport(self) -> httpx.AsyncBaseTransport:
         """The HTTP pool every REST provider sends through (only while open)."""
         self._require_open("use comm.transport")
-        assert self._transport is not None
-        return self._transport
+        return self._http_pool().transport
 
     @property
     def limiters(self) -> GlobalRateLimiter:
@@ -303,17 +315,14 @@ class CommManager:
             raise LifecycleError(f"this CommManager is closed; cannot {action}")
 
     def _context(self) -> ProviderContext:
-        assert self._http is not None
         return ProviderContext(
-            http=self._http,
             limiters=self._limiters,
             retry=self._retry,
             metrics=self._metrics,
             clock=self._clock,
             timeout=self._timeout,
+            http_pool=self._http_pool,
             outbox=self.outbox,
-            transport=self._transport,
-            headers=tuple(self._http.headers.items()),
         )
 
     def _limiter(
@@ -955,11 +964,19 @@ def _have_aiohttp() -> bool:
     return importlib.util.find_spec("aiohttp") is not None  # imported at its first request
 
 
+def _is_transport(value: object) -> bool:
+    import httpx
+
+    return isinstance(value, httpx.AsyncBaseTransport)
+
+
 def _make_transport(
     choice: httpx.AsyncBaseTransport | Literal["aiohttp", "httpx"] | None, limits: Limits
 ) -> httpx.AsyncBaseTransport:
     """The manager's HTTP pool: the given transport, or a built-in one with `limits`."""
-    if isinstance(choice, httpx.AsyncBaseTransport):
+    import httpx
+
+    if not isinstance(choice, str | None):
         return choice
     if choice is None:
         choice = "aiohttp" if _have_aiohttp() else "httpx"

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import anyio
-import httpx
 
 from xcomm._clock import Clock
 from xcomm._config import RetryPolicy, Timeout
@@ -24,30 +23,55 @@ from xcomm._metrics import MetricsCollector
 from xcomm._retry import Limiter, run_attempts
 
 if TYPE_CHECKING:
+    import httpx
+
     from xcomm._limits import GlobalRateLimiter
     from xcomm.outbox import OutboxStore
 
-__all__ = ["Provider", "ProviderContext"]
+__all__ = ["HttpPool", "Provider", "ProviderContext"]
 
 T = TypeVar("T")
 logger = logging.getLogger("xcomm.provider")
 
 
 @dataclass(frozen=True, slots=True)
+class HttpPool:
+    """The HTTP pool a `CommManager` shares: its client, the transport under it (which
+    `HttpProvider` drives directly), and the headers every request carries (User-Agent...)."""
+
+    client: httpx.AsyncClient
+    transport: httpx.AsyncBaseTransport
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderContext:
     """The shared parts a `CommManager` lends to its providers. Providers never close them."""
 
-    http: httpx.AsyncClient
     limiters: GlobalRateLimiter
     retry: RetryPolicy
     metrics: MetricsCollector
     clock: Clock
     timeout: Timeout
+    #: The manager's HTTP pool, made at its first use: a program that only speaks SMTP never
+    #: imports httpx nor loads the CA certificates an HTTP client needs.
+    http_pool: Callable[[], HttpPool]
     outbox: Callable[[], Awaitable[OutboxStore]] | None = None  # the manager's, opened lazily
-    #: The HTTP pool: the transport under `http`, which `HttpProvider` drives directly.
-    transport: httpx.AsyncBaseTransport | None = None
-    #: The headers every HTTP request carries (User-Agent, Accept, Accept-Encoding).
-    headers: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client."""
+        return self.http_pool().client
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The transport under `http`."""
+        return self.http_pool().transport
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers every HTTP request carries."""
+        return self.http_pool().headers
 
 
 class Provider:

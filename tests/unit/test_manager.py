@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -68,8 +70,7 @@ class _ExplodingTransport(httpx.AsyncBaseTransport):
 
 
 async def test_failure_while_opening_unwinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    transport = _ExplodingTransport()
-    comm = CommManager(transport=transport)
+    comm = CommManager(transport=_ExplodingTransport())
 
     def boom(self: object, *args: object) -> None:
         raise RuntimeError("push failed")
@@ -78,10 +79,43 @@ async def test_failure_while_opening_unwinds(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(RuntimeError, match="push failed"):
         await comm.open()
     monkeypatch.undo()
-    assert transport.closed  # the client opened before the failure was closed again
     assert not comm.is_open
     with pytest.raises(LifecycleError):
         _ = comm.http
+
+
+async def test_the_http_pool_is_made_at_first_use_and_closed_with_the_manager() -> None:
+    transport = _ExplodingTransport()
+    async with CommManager(transport=transport) as comm:
+        comm.smtp("localhost")  # no HTTP: the pool is not made
+        await comm.outbox()
+    assert not transport.closed
+    async with CommManager(transport=transport) as comm:
+        assert comm.transport is transport
+        assert comm.http is comm.http
+        hook = comm.webhook("https://example.com/hook")
+    assert transport.closed
+    with pytest.raises(LifecycleError, match="closed"):
+        _ = comm.transport
+    with pytest.raises(LifecycleError, match="webhook provider is closed"):
+        await hook.send({})
+
+
+def test_a_program_that_only_speaks_smtp_never_imports_httpx() -> None:
+    code = """
+import asyncio, sys
+from xcomm import CommManager
+
+async def main() -> None:
+    async with CommManager(outbox="memory://") as comm:
+        comm.smtp("localhost", sender="news@example.com")
+        await comm.outbox()
+    print(sorted(m for m in sys.modules if m.startswith("httpx")))
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 async def test_the_transport_seam_carries_every_request(router: respx.MockRouter) -> None:
@@ -181,3 +215,15 @@ async def test_rate_limits_compose_account_provider_and_global() -> None:
         comm.smtp("127.0.0.1", 2525, rate_limit=RateLimit(rate=10))
         keys = set(comm.limiters.keys())
     assert {"global", "smtp", "smtp:@127.0.0.1:2525"} <= keys
+
+
+def test_the_aiohttp_transport_without_aiohttp_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("xcomm._manager._have_aiohttp", lambda: False)
+    with pytest.raises(ConfigurationError, match=r"pip install 'xcomm\[fast\]'"):
+        CommManager(transport="aiohttp")
+    monkeypatch.setenv("XCOMM_HTTP_TRANSPORT", "aiohttp")
+    with pytest.raises(ConfigurationError, match="needs aiohttp"):
+        CommManager()
+    CommManager(transport="httpx")  # the other one is fine

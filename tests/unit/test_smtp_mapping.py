@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from xcomm import (
@@ -32,7 +31,7 @@ from xcomm import (
     ValidationError,
 )
 from xcomm._clock import MONOTONIC
-from xcomm._provider import ProviderContext
+from xcomm._provider import HttpPool, ProviderContext
 from xcomm._retry import is_retryable
 from xcomm.email._smtp import plaintext_auth_allowed, reply_error, translate
 from xcomm.email._wire import (
@@ -188,23 +187,26 @@ def test_plaintext_auth_allowed(host: str, allow: bool, expected: bool) -> None:
 # -- settings ----------------------------------------------------------------------------------
 
 
+def _no_http() -> HttpPool:
+    raise AssertionError("an SMTP provider never uses the HTTP pool")
+
+
 @pytest.fixture
-async def provider() -> AsyncIterator[Callable[..., SMTPProvider]]:
-    async with httpx.AsyncClient() as http:
-        context = ProviderContext(
-            http=http,
-            limiters=None,  # type: ignore[arg-type]  # not needed to build a provider
-            retry=RetryPolicy(),
-            metrics=MetricsCollector(),
-            clock=MONOTONIC,
-            timeout=Timeout(),
-        )
+def provider() -> Callable[..., SMTPProvider]:
+    context = ProviderContext(
+        limiters=None,  # type: ignore[arg-type]  # not needed to build a provider
+        retry=RetryPolicy(),
+        metrics=MetricsCollector(),
+        clock=MONOTONIC,
+        timeout=Timeout(),
+        http_pool=_no_http,
+    )
 
-        def make(**options: Any) -> SMTPProvider:
-            options.setdefault("host", "smtp.example.com")
-            return SMTPProvider(context, limiter=None, **options)
+    def make(**options: Any) -> SMTPProvider:
+        options.setdefault("host", "smtp.example.com")
+        return SMTPProvider(context, limiter=None, **options)
 
-        yield make
+    return make
 
 
 BAD_SETTINGS = [
