@@ -496,12 +496,15 @@ class Run:
         Records are recorded and claimed a chunk at a time (`ahead`), as the workers need
         them, in one write: a record is `sending` from then on, so a crash leaves those in
         flight and at most about two chunks to resend or doubt; the rest of the batch is not
-        recorded yet, and a resumed run reads it from the source again.
+        recorded yet, and a resumed run reads it from the source again. The first claim
+        is of `max_concurrent` records at most, so that sending starts sooner.
         """
+        size = min(self.ahead, self.options.max_concurrent)
         async for pending in batches:
-            step = self.ahead
-            for first in range(0, len(pending), step):
-                chunk = pending[first : first + step]
+            first = 0
+            while first < len(pending):
+                chunk = pending[first : first + size]
+                first, size = first + size, self.ahead
                 claimed = await self.store.add_claimed(
                     chunk,
                     owner=self.owner,
