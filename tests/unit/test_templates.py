@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import random
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -11,10 +13,12 @@ import jinja2
 import markupsafe
 import msgspec
 import pytest
+from hypothesis import given, settings, strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from xcomm._errors import ConfigurationError, ValidationError
 from xcomm._templates import (
+    _NOT_PLAIN,
     CompiledTemplate,
     RenderedContent,
     Template,
@@ -574,7 +578,7 @@ def test_render_many_recipients_without_recompiling(monkeypatch: pytest.MonkeyPa
 
 
 def test_compiling_twice_shares_the_environments() -> None:
-    template = Template(subject="s", text="{{ x }}")
+    template = Template(subject="s", text="{{ x | upper }}")
     first, second = template.compile(), template.compile()
     assert first._text is not None and second._text is not None
     assert first._text.jinja.environment is second._text.jinja.environment
@@ -604,6 +608,7 @@ SUBSTITUTION_SOURCES = [
     "100% sure, {{ v }}: 50%% off %s\n",
     "lines\r\nwith CRLF {{ v }}\r\nand a trailing newline\n\n",
     "<p title='{{ v }}'>{{ w }}</p>",
+    "{{v}}|{{\tw\n}}|{{\u00a0v }} and old Mac\rlines }} } {",
 ]
 SUBSTITUTION_VALUES = [
     ("Ada", "Lovelace"),
@@ -662,6 +667,54 @@ def test_plain_substitution_reports_a_missing_variable_as_jinja_does(part: str) 
 def test_templates_with_more_than_substitution_are_rendered_by_jinja(source: str) -> None:
     compiled = Template(subject="s", text=source).compile()
     assert compiled._text is not None and compiled._text.substitution is None
+
+
+def test_plain_substitution_is_recognised_without_importing_jinja() -> None:
+    code = """
+import sys
+from xcomm import Template
+content = Template(subject="Hi {{ name }}", text="Dear {name},", html="<p>{{ name }}</p>")
+html = content.compile().render({"name": "<Ada>"}).html
+print(html, sorted(m for m in sys.modules if m.startswith(("jinja2", "markupsafe"))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "<p>&lt;Ada&gt;</p> []"
+
+
+def test_names_left_to_jinja_include_its_globals() -> None:
+    assert set(jinja2.defaults.DEFAULT_NAMESPACE) <= _NOT_PLAIN
+    assert {"true", "None", "not", "loop", "match"} <= _NOT_PLAIN
+
+
+# Pieces Jinja reads differently: whitespace control, constants, globals, keywords, stray
+# braces, comments and statements, line endings, characters that matter to %-formatting.
+_PIECES = [
+    "a", " ", "%", "%s", "{", "}", "{{", "}}", "{{{", "{{ v }}", "{{v}}", "{{ w\t}}",
+    "{{\nv\r\n}}", "{{- v }}", "{{ v -}}", "{{ none }}", "{{ range }}", "{{ not }}",
+    "{{ in }}", "{# c #}", "{% if v %}", "{% endif %}", "\r\n", "\r", "\n", "<&>'\"", "é",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=12).map("".join))
+def test_any_source_renders_what_jinja_renders(source: str) -> None:
+    variables = {"v": "<b>&'\"%s", "w": 7}
+    options = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True}
+    references = []
+    for autoescape in (False, True):
+        env = ImmutableSandboxedEnvironment(autoescape=autoescape, **options)
+        try:
+            references.append(env.from_string(source).render(variables))
+        except jinja2.TemplateSyntaxError:
+            with pytest.raises(TemplateError, match="syntax error"):
+                Template(subject="s", text=source, html=source).compile()
+            return
+        except jinja2.UndefinedError:  # {{ in }}: a name, and not given
+            with pytest.raises(TemplateError, match="is missing"):
+                Template(subject="s", text=source, html=source).compile().render(variables)
+            return
+    content = Template(subject="s", text=source, html=source).compile().render(variables)
+    assert [content.text, content.html] == references
 
 
 class _Broken:
