@@ -38,9 +38,8 @@ def recipients_of(server: SMTPServer) -> list[str]:
     ]
 
 
-def helpers() -> list[int]:
-    """The helper processes this one started (from /proc; other children, such as a test
-    server's, are not helpers)."""
+def _processes() -> list[tuple[int, int, bytes]]:
+    """(pid, parent pid, command line) of every process, from /proc."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -49,10 +48,21 @@ def helpers() -> list[int]:
                 command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            parent = int(stat.rpartition(")")[2].split()[1])
-            if parent == os.getpid() and b"xcomm.bulk._helpers" in command:
-                found.append(int(entry.name))
+            found.append((int(entry.name), int(stat.rpartition(")")[2].split()[1]), command))
     return found
+
+
+def zygotes() -> list[int]:
+    """This process's zygotes (children that fork helpers)."""
+    me = os.getpid()
+    return [pid for pid, parent, cmd in _processes() if parent == me and b"_spawn" in cmd]
+
+
+def helpers() -> list[int]:
+    """The helper processes this one started: forked by its zygote (other children, such as
+    a test server's, are not helpers)."""
+    mine = set(zygotes())
+    return [pid for pid, parent, _ in _processes() if parent in mine]
 
 
 async def test_processes_share_a_campaign_and_send_each_recipient_once(
@@ -177,3 +187,82 @@ def test_a_helper_reads_the_chunks_dealt_to_it_and_refuses_a_cut_one(
     assert read_frame() == chunks[0]
     with pytest.raises(CommunicationError, match="in the middle of a chunk"):
         read_frame()
+
+
+# -- helpers forked from a warm zygote --------------------------------------------------------
+
+
+async def _campaign(
+    server: SMTPServer, outbox: str, campaign_id: str, count: int, **options: Any
+) -> tuple[int, int]:
+    """Send a campaign with a helper; (sent, sent by this process)."""
+    async with CommManager(outbox=outbox, retry=FAST) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="news@example.com", pool_size=4)
+        bulk = comm.create_bulk_sender(smtp, max_concurrent=16, rate_limit=RATE, processes=2)
+        result = await bulk.send_campaign(
+            template=TEMPLATE, recipients=people(count), campaign_id=campaign_id, **options
+        )
+        return result.sent, smtp.statistics().messages_sent
+
+
+async def test_campaigns_fork_their_helpers_from_one_warm_zygote(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    outbox = str(tmp_path / "outbox.sqlite3")
+    first = await _campaign(server, outbox, "first", 1500)
+    zygote = zygotes()
+    second = await _campaign(server, outbox, "second", 1500)
+    assert first[0] == second[0] == 1500
+    assert 0 < first[1] < 1500 and 0 < second[1] < 1500  # the helpers sent their share
+    assert len(zygote) == 1 and zygotes() == zygote  # the same zygote forked both
+    assert helpers() == []  # and reaped them
+
+
+async def test_a_helper_sees_the_directory_and_environment_of_the_moment(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtpd("plain")
+    await _campaign(server, str(tmp_path / "warm.sqlite3"), "warm", 200)  # a zygote runs
+    secret = os.urandom(24).hex()
+    monkeypatch.setenv("XCOMM_TEST_UNSUBSCRIBE", secret)
+    monkeypatch.chdir(tmp_path)
+    signer = UnsubscribeSigner.from_env("XCOMM_TEST_UNSUBSCRIBE", "https://example.com/u")
+    sent, here = await _campaign(server, "relative.sqlite3", "moment", 1500, unsubscribe=signer)
+    assert sent == 1500 and here < 1500
+    assert (tmp_path / "relative.sqlite3").exists()
+    tokens = [
+        str(message["List-Unsubscribe"]).strip("<>").split("token=", 1)[1]
+        for message in (
+            email.message_from_bytes(m.content, policy=email.policy.default)
+            for m in server.recorder.messages[-1500:]
+        )
+    ]
+    # the helper signed its share with the secret set after its zygote started
+    assert {signer.verify(token) for token in tokens} == {
+        ("moment", f"user{i}@example.org") for i in range(1500)
+    }
+
+
+async def test_a_dead_zygote_is_replaced(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    outbox = str(tmp_path / "outbox.sqlite3")
+    await _campaign(server, outbox, "before", 200)
+    (dead,) = zygotes()
+    os.kill(dead, signal.SIGKILL)
+    sent, here = await _campaign(server, outbox, "after", 1500)
+    assert sent == 1500 and here < 1500
+    assert dead not in zygotes() and len(zygotes()) == 1
+
+
+async def test_helpers_start_afresh_where_they_cannot_be_forked(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtpd("plain")
+    monkeypatch.setattr("xcomm.bulk._spawn._CAN_FORK", False)
+    zygote = zygotes()
+    sent, here = await _campaign(server, str(tmp_path / "outbox.sqlite3"), "spawned", 1500)
+    assert sent == 1500 and here < 1500
+    assert zygotes() == zygote  # not used

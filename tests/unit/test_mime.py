@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import email.message
+import os
 import random
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -667,3 +668,19 @@ def test_address_headers_match_the_general_layout(
 def test_one_address_with_a_line_break_is_refused(address: Address, field: str) -> None:
     with pytest.raises(ValidationError, match="control character"):
         render_message(make(**{field: address if field == "sender" else (address,)}))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_forked_process_makes_boundaries_of_its_own() -> None:
+    # bulk helpers are forked from one zygote: their messages must not share boundaries
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, _mime._new_boundary([]).encode())
+        os._exit(0)
+    os.close(write)
+    theirs = os.read(read, 200).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = _mime._new_boundary([])
+    assert theirs and theirs.rpartition(".")[0] != ours.rpartition(".")[0]

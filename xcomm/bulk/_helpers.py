@@ -4,14 +4,14 @@
                                                                └→ helper ─┴→ record and claim
                                                                    (one write) → send → finish
 
-A helper (`main()` here, in a new interpreter) is a process of its own: its own event loop,
-GIL and connections. Its standard input carries its settings (one JSON line), then chunks of
-pending records (a 4-byte length, then the records in MessagePack). It records and claims
-each chunk in the shared SQLite outbox in one write, as a run in one process does, sends it
-with the campaign as its stored definition describes it, and reports on its standard output:
-a progress line every 0.1 s and a final report. End of input means "no more records will
-come": the helper gives its transient failures their one more pass and exits. SIGTERM stops
-it as a cancelled run stops.
+A helper (`main()` here, in a process forked from a warm zygote: see `_spawn`) is a process
+of its own: its own event loop, GIL and connections. Its standard input carries its settings
+(one JSON line), then chunks of pending records (a 4-byte length, then the records in
+MessagePack). It records and claims each chunk in the shared SQLite outbox in one write, as a
+run in one process does, sends it with the campaign as its stored definition describes it,
+and reports on its standard output: a progress line every 0.1 s and a final report. End of
+input means "no more records will come": the helper gives its transient failures their one
+more pass and exits. SIGTERM stops it as a cancelled run stops.
 
 Records go to a helper, not through the outbox as pending, so that each is written twice
 (recorded claimed, then its outcome) wherever it is sent. A chunk dealt to a helper that
@@ -25,7 +25,6 @@ import contextlib
 import importlib.util
 import math
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from xcomm._errors import CommunicationError, ConfigurationError
 from xcomm.bulk._result import Outcome, Progress, Tally
+from xcomm.bulk._spawn import HelperProcess, start_helper
 from xcomm.outbox import OutboxRecord
 
 __all__ = ["HelperSettings", "Helpers", "Report"]
@@ -106,7 +106,7 @@ class Helpers:
     def __init__(self, settings: HelperSettings, count: int) -> None:
         self._settings = settings
         self._count = count
-        self._processes: list[anyio.abc.Process] = []
+        self._processes: list[HelperProcess] = []
         self._reports: list[Report] = []
         self._given: list[int] = []  # records dealt to each helper
         self._closed: set[int] = set()  # helpers whose input is closed
@@ -127,12 +127,7 @@ class Helpers:
         raises there (a `ConfigurationError` it met, or a `CommunicationError`)."""
         line = _ENCODER.encode(self._settings) + b"\n"
         for index in range(self._count):
-            process = await anyio.open_process(
-                [sys.executable, "-c", "import sys, xcomm.bulk._helpers as h; sys.exit(h.main())"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=None,
-            )
+            process = await start_helper()
             self._processes.append(process)
             self._reports.append(Report())
             self._given.append(0)
@@ -140,11 +135,14 @@ class Helpers:
             await process.stdin.send(line)
             task_group.start_soon(self._read, index, process)
 
-    async def _read(self, index: int, process: anyio.abc.Process) -> None:
+    async def _read(self, index: int, process: HelperProcess) -> None:
         assert process.stdout is not None
         stream = BufferedByteReceiveStream(process.stdout)
         report: Report | None = None
-        with contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead):
+        # The end of its output; a helper's socket can also be reset (it died with input
+        # unread) or closed (it was stopped).
+        ends = (anyio.EndOfStream, anyio.IncompleteRead)
+        with contextlib.suppress(*ends, anyio.BrokenResourceError, anyio.ClosedResourceError):
             while True:
                 report = _REPORT.decode(await stream.receive_until(b"\n", _MAX_LINE))
                 self._reports[index] = report

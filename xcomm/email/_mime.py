@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import itertools
+import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -415,6 +416,18 @@ def _text(content: str, subtype: str, seven: list[bytes]) -> _Part:
 _BOUNDARY_PREFIX = "=_" + secrets.token_hex(8)
 _BOUNDARY_SEQUENCE = itertools.count()
 _BOUNDARY_NEEDLE = b"--" + _BOUNDARY_PREFIX.encode("ascii")
+
+
+def _new_boundary_prefix() -> None:
+    """A forked process (a bulk helper forked from its zygote) makes boundaries of its own."""
+    global _BOUNDARY_PREFIX, _BOUNDARY_SEQUENCE, _BOUNDARY_NEEDLE
+    _BOUNDARY_PREFIX = "=_" + secrets.token_hex(8)
+    _BOUNDARY_SEQUENCE = itertools.count()
+    _BOUNDARY_NEEDLE = b"--" + _BOUNDARY_PREFIX.encode("ascii")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_boundary_prefix)
 
 
 def _new_boundary(seven: list[bytes]) -> str:
