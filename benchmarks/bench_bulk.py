@@ -11,7 +11,11 @@ One run, one Postfix `smtp-sink` on loopback, every contender side by side:
   `--pool-sizes` and `--max-concurrent` runs once (the sweep); the best then runs `--repeats`
   times, and once more per round with `outbox="memory://"` to show what SQLite costs. With
   uvloop installed (`pip install uvloop`), xcomm runs on uvloop and each round also runs the
-  best configuration on asyncio's default loop (`--loop` chooses);
+  best configuration on asyncio's default loop (`--loop` chooses). On a machine with several
+  cores the best configuration also runs with one process per core (`processes=N`), in this
+  process (whose later campaigns fork their helpers from the zygote the first one started)
+  and as the first campaign of a new process (the zygote starts cold, as for a one-off
+  `xcomm campaign run`);
 - `nodemailer`: Node's most used mailer, pooled transport (`maxConnections: 32`,
   `maxMessages: Infinity`), composing every message with the same personalised subject, text
   and HTML, 64 `sendMail` calls in flight. Installed once with npm into `.cache/node-bench/`;
@@ -286,6 +290,67 @@ class XcommRunner:
         return elapsed, sent
 
 
+def fresh_campaign(
+    port: int, count: int, pool_size: int, max_concurrent: int, loop: str, processes: int,
+    outbox: str, tag: str,
+) -> tuple[float, int]:  # fmt: skip
+    """One campaign as the first of this (new) process: `FreshProcessRunner`'s child."""
+    campaign = xcomm_campaign(
+        port,
+        count,
+        pool_size=pool_size,
+        max_concurrent=max_concurrent,
+        outbox=outbox,
+        tag=tag,
+        processes=processes,
+    )
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        elapsed, sent, _failed = runner.run(campaign)
+    return elapsed, sent
+
+
+class FreshProcessRunner:
+    """Runs each campaign as the first of a new Python process (timed inside it, as the other
+    xcomm runs are): its helpers' zygote starts with it, as for a one-off `xcomm campaign run`,
+    where the runs in this process reuse the zygote of the first."""
+
+    _CODE = (
+        "import json, sys; from benchmarks.bench_bulk import fresh_campaign; "
+        "print(json.dumps(fresh_campaign(*json.loads(sys.argv[1]))))"
+    )
+
+    def __init__(
+        self, port: int, workdir: Path, *, pool_size: int, max_concurrent: int, loop: str,
+        processes: int,
+    ) -> None:  # fmt: skip
+        self.port, self.workdir, self.loop, self.processes = port, workdir, loop, processes
+        self.pool_size, self.max_concurrent = pool_size, max_concurrent
+        self.runs = 0
+
+    def __call__(self, count: int) -> tuple[float, int]:
+        self.runs += 1
+        tag = f"fresh{self.runs}"
+        outbox = str(self.workdir / f"{tag}.sqlite3")
+        settings = [
+            self.port, count, self.pool_size, self.max_concurrent, self.loop, self.processes,
+            outbox, tag,
+        ]  # fmt: skip
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", self._CODE, json.dumps(settings)],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=NODE_TIMEOUT,
+                check=True,
+            )
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{outbox}{suffix}").unlink(missing_ok=True)
+        elapsed, sent = json.loads(out.stdout.strip().splitlines()[-1])
+        return float(elapsed), int(sent)
+
+
 # -- nodemailer --------------------------------------------------------------------------
 
 
@@ -536,6 +601,7 @@ def report(
     skipped: dict[str, str],
     default_loop: Result | None = None,
     shared: Result | None = None,
+    fresh: Result | None = None,
 ) -> None:
     """One JSON line per result, then a table and the bars."""
     common = metadata("bulk")
@@ -582,7 +648,8 @@ def report(
     print()
     loop = best.settings.get("loop", "asyncio")
     processes = f"{loop}, processes={shared.settings['processes']}" if shared else ""
-    for xcomm, on in ((best, loop), (shared, processes), (default_loop, "asyncio")):
+    cold = f"{processes}, first campaign of a new process"
+    for xcomm, on in ((best, loop), (shared, processes), (fresh, cold), (default_loop, "asyncio")):
         if xcomm is None:
             continue
         ratio = xcomm.rate / reference.rate
@@ -771,18 +838,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             (memory, xcomm(pool_size, max_concurrent, sqlite=False)),
         ]
         shared: Result | None = None  # the same campaign from one process per core
+        fresh: Result | None = None  # and as the first campaign of a new process
         cores = os.cpu_count() or 1
         if cores > 1:
-            shared = Result(
+            name = (
                 f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, SQLite outbox"
-                f"{on}, processes={cores}",
-                n,
-                settings={**chosen.settings, "processes": cores},
-                tags=["outbox on", f"{cores} processes"],
+                f"{on}, processes={cores}"
             )
+            settings = {**chosen.settings, "processes": cores}
+            shared = Result(name, n, settings=settings, tags=["outbox on", f"{cores} processes"])
             contenders.append(
                 (shared, xcomm(pool_size, max_concurrent, sqlite=True, processes=cores))
             )
+            fresh = Result(
+                f"{name}, first campaign of a new process",
+                n,
+                settings={**settings, "fresh_process": True},
+                tags=["outbox on", f"{cores} processes", "helpers' zygote starts cold"],
+            )
+            fresh_runner = FreshProcessRunner(
+                port,
+                workdir,
+                pool_size=pool_size,
+                max_concurrent=max_concurrent,
+                loop=args.loop,
+                processes=cores,
+            )
+            contenders.append((fresh, fresh_runner))
         default_loop: list[Result] = []  # the same on asyncio's loop, when xcomm ran on uvloop
         if args.loop != "asyncio":
             for sqlite, outbox in ((True, "SQLite"), (False, "memory://")):
@@ -879,7 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for result, run in contenders:
                 run_once(result, sink, run)
 
-    results = [reference, best, *([shared] if shared else []), memory, *default_loop]
+    results = [reference, best, *(r for r in (shared, fresh) if r), memory, *default_loop]
     if nodemailer is not None:
         results.append(nodemailer)
     results += peers
@@ -892,6 +974,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         skipped=skipped,
         default_loop=default_loop[0] if default_loop else None,
         shared=shared,
+        fresh=fresh,
     )
     return 0 if all(r.verified for r in results) else 1
 
