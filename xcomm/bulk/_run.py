@@ -64,9 +64,10 @@ class _Completions:
     """Outcomes buffered and written to the outbox in batches (~100 at a time, or 0.25 s old).
 
     During a pass (`background` set to its task group), a task of the pass writes a full
-    buffer while the worker that filled it goes on sending. A worker waits only when the next
-    buffer is full before that write is done, so at most two buffers of outcomes are ever
-    unwritten (what a crash can leave to resend or doubt), as when every write was waited for.
+    buffer while the workers go on sending. A worker waits only when the next buffer is full
+    before that write is done, and only until it is done (the next write then starts in the
+    background), so at most two buffers of outcomes are ever unwritten (what a crash can leave
+    to resend or doubt), as when every write was waited for.
     """
 
     def __init__(self, store: OutboxStore, owner: str) -> None:
@@ -75,7 +76,7 @@ class _Completions:
         self._buffer: list[Completion] = []
         self._oldest = 0.0
         self._lock = anyio.Lock()
-        self._writing = False  # a background write is started or under way
+        self._written: anyio.Event | None = None  # set when the write under way is done
         self.background: TaskGroup | None = None
 
     async def add(self, completion: Completion) -> None:
@@ -85,12 +86,16 @@ class _Completions:
         full = len(self._buffer) >= _FLUSH_SIZE
         if not full and time.monotonic() - self._oldest < _FLUSH_AGE:
             return
-        if self.background is not None and not self._writing:
-            self._writing = True
+        if self.background is None:
+            if full:
+                await self.flush()
+            return
+        while self._written is not None and len(self._buffer) >= _FLUSH_SIZE:
+            await self._written.wait()  # two buffers unwritten: the first must be done
+        if self._written is None and self._buffer:
+            written = self._written = anyio.Event()
             batch, self._buffer = self._buffer, []
-            self.background.start_soon(self._write, batch)
-        elif full:
-            await self.flush()
+            self.background.start_soon(self._write, batch, written)
 
     async def flush(self) -> None:
         """Write what is buffered (after a write under way), and wait for it."""
@@ -99,13 +104,14 @@ class _Completions:
             if batch:
                 await self._store.finish(batch, owner=self._owner, now=time.time())
 
-    async def _write(self, batch: list[Completion]) -> None:
+    async def _write(self, batch: list[Completion], written: anyio.Event) -> None:
         try:
             with anyio.CancelScope(shield=True):  # outcomes are written, cancelled or not
                 async with self._lock:
                     await self._store.finish(batch, owner=self._owner, now=time.time())
         finally:
-            self._writing = False
+            self._written = None
+            written.set()
 
 
 class _Feed:
