@@ -118,29 +118,33 @@ class _Zygote:
 
     @classmethod
     def fork(cls, helper: socket.socket, status: socket.socket) -> int:
-        """Fork a helper from the zygote (started at the first call, and again if it died);
-        returns its pid. Blocking: run it in a worker thread."""
+        """Fork a helper from the zygote (started at the first call, and again if it died
+        since); returns its pid. Blocking: run it in a worker thread."""
         request = json.dumps({"cwd": os.getcwd(), "env": dict(os.environ)}).encode()
         with cls._lock:
-            for attempt in (1, 2):
-                zygote = cls._current
-                if zygote is None or zygote.owner != os.getpid():
-                    zygote = cls._current = cls()
-                try:
-                    return zygote._fork(request, helper, status)
-                except OSError:
-                    zygote.close()
-                    cls._current = None
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+            zygote = cls._current
+            if zygote is None or zygote.owner != os.getpid():
+                zygote = cls._current = cls()
+            try:
+                zygote._send(request, helper, status)
+            except OSError:  # it died since the last campaign: once more, with a new one
+                zygote.close()
+                zygote = cls._current = cls()
+                zygote._send(request, helper, status)
+            try:
+                return zygote._reply()
+            except OSError:  # no retry: a helper may have been forked on these sockets
+                zygote.close()
+                cls._current = None
+                raise
 
-    def _fork(self, request: bytes, helper: socket.socket, status: socket.socket) -> int:
+    def _send(self, request: bytes, helper: socket.socket, status: socket.socket) -> None:
         head = len(request).to_bytes(4, "big")
         socket.send_fds(self.control, [head], [helper.fileno(), status.fileno()])
         self.control.sendall(request)
-        reply = _read_exactly(self.control, 4)
-        pid = int.from_bytes(reply, "big", signed=True)
+
+    def _reply(self) -> int:
+        pid = int.from_bytes(_read_exactly(self.control, 4), "big", signed=True)
         if pid <= 0:
             raise OSError(-pid, f"the zygote could not fork a helper: {os.strerror(-pid)}")
         return pid
