@@ -266,3 +266,19 @@ async def test_helpers_start_afresh_where_they_cannot_be_forked(
     sent, here = await _campaign(server, str(tmp_path / "outbox.sqlite3"), "spawned", 1500)
     assert sent == 1500 and here < 1500
     assert zygotes() == zygote  # not used
+
+
+async def test_a_forked_process_does_not_use_its_parents_zygote(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    from xcomm.bulk._spawn import _Zygote
+
+    server = smtpd("plain")
+    await _campaign(server, str(tmp_path / "outbox.sqlite3"), "parent", 200)
+    assert _Zygote._current is not None
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0 if _Zygote._current is None and not _Zygote._lock.locked() else 1)
+    _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _Zygote._current is not None and len(zygotes()) == 1  # the parent's is untouched

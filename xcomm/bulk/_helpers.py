@@ -315,7 +315,10 @@ async def _read_chunks(chunks: MemoryObjectSendStream[list[OutboxRecord]]) -> No
 
 def main() -> int:
     """One helper process (see the module's docstring); returns its exit status."""
-    settings = msgspec.json.decode(sys.stdin.buffer.readline(), type=HelperSettings)
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 0  # the feeding process went away before it said what to send
+    settings = msgspec.json.decode(line, type=HelperSettings)
     factory = None
     if settings.uvloop and importlib.util.find_spec("uvloop") is not None:
         import uvloop

@@ -114,7 +114,6 @@ class _Zygote:
         finally:
             theirs.close()
         self.control = ours
-        self.owner = os.getpid()
 
     @classmethod
     def fork(cls, helper: socket.socket, status: socket.socket) -> int:
@@ -123,7 +122,7 @@ class _Zygote:
         request = json.dumps({"cwd": os.getcwd(), "env": dict(os.environ)}).encode()
         with cls._lock:
             zygote = cls._current
-            if zygote is None or zygote.owner != os.getpid():
+            if zygote is None:
                 zygote = cls._current = cls()
             try:
                 zygote._send(request, helper, status)
@@ -159,11 +158,22 @@ class _Zygote:
     def close_current(cls) -> None:
         with cls._lock:
             zygote, cls._current = cls._current, None
-        if zygote is not None and zygote.owner == os.getpid():
+        if zygote is not None:
             zygote.close()
 
 
+def _forget_after_fork() -> None:
+    """In a child of this process: the parent's zygote is not ours (a new one is started at
+    the first need), nor is the lock another thread may have held."""
+    zygote, _Zygote._current = _Zygote._current, None
+    _Zygote._lock = threading.Lock()
+    if zygote is not None:
+        zygote.control.close()
+
+
 atexit.register(_Zygote.close_current)
+if _CAN_FORK:
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class _Forked:
@@ -205,7 +215,7 @@ class _Forked:
                 with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
                     while len(data) < 4:
                         data += await self._status.receive(4 - len(data))
-                self.returncode = int.from_bytes(data, "big", signed=True) if data else -1
+                self.returncode = int.from_bytes(data, "big", signed=True) if len(data) == 4 else -1
                 await self._status.aclose()
                 await self.stdout.aclose()
         return self.returncode
