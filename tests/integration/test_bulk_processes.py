@@ -282,3 +282,25 @@ async def test_a_forked_process_does_not_use_its_parents_zygote(
     _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _Zygote._current is not None and len(zygotes()) == 1  # the parent's is untouched
+
+
+async def test_a_zygote_killed_mid_campaign_leaves_its_helpers_to_finish(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    server = smtpd("plain")
+    outbox = str(tmp_path / "outbox.sqlite3")
+    await _campaign(server, outbox, "warm", 200)
+
+    async def kill_the_zygote() -> None:
+        while len(server.recorder.messages) < 200 + 300:  # noqa: ASYNC110 - another thread's
+            await anyio.sleep(0.02)
+        for pid in zygotes():
+            os.kill(pid, signal.SIGKILL)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(kill_the_zygote)
+        sent, here = await _campaign(server, outbox, "orphans", 1500)
+    assert sent == 1500 and here < 1500  # the orphaned helper finished its share
+    assert sorted(recipients_of(server)[200:]) == sorted(
+        f"user{i}@example.org" for i in range(1500)
+    )

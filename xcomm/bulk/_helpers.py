@@ -153,7 +153,9 @@ class Helpers:
         if report is not None and report.error is not None:
             error = ConfigurationError if report.configuration else CommunicationError
             raise error(f"a helper process of the campaign failed: {report.error}")
-        if report is None or not report.final or code != 0:
+        # Its final report comes once its outcomes are written: how it exits after that (or
+        # an unknown status, its zygote gone) loses nothing.
+        if report is None or not report.final:
             raise CommunicationError(
                 f"a helper process of the campaign (pid {process.pid}) exited with status "
                 f"{code} before it finished; what it had in flight is settled by the delivery "
