@@ -273,6 +273,8 @@ async def test_sqlite_every_query_uses_an_index(tmp_path: Path) -> None:
         done = [Completion(key=r.key, status=OutboxStatus.SENT) for r in batch]
         await store.finish(done, owner="w", now=T0)
         await store.counts("c")
+        for campaign in ("c", None):
+            await store.next_due(campaign_id=campaign)
         assert len([r async for r in store.records("c")]) == 1200
         assert [r async for r in store.records("c", status=OutboxStatus.FAILED)] == []
         await store.suppress("a@example.com", reason="x", now=T0)
@@ -295,6 +297,37 @@ async def test_sqlite_every_query_uses_an_index(tmp_path: Path) -> None:
         assert "TEMP B-TREE" not in plan, (sql[:200], plan)
         if " key IN (" in sql:
             assert plan == "SEARCH records USING PRIMARY KEY (key=?)", (sql[:200], plan)
+
+
+async def test_sqlite_indexes_hold_open_records_and_replace_the_old_ones(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    async with SQLiteOutbox(path) as store:
+        await store.add([record(n) for n in range(4)])
+    with sqlite3.connect(path) as conn:  # an outbox written by an xcomm that indexed it all
+        conn.execute("DROP INDEX records_pending")
+        conn.execute("CREATE INDEX records_due ON records (status, not_before)")
+        conn.execute(
+            "CREATE INDEX records_campaign_due ON records (campaign_id, status, not_before)"
+        )
+    conn.close()
+    async with SQLiteOutbox(path) as store:
+        taken = await store.claim([record(0).key, record(1).key], owner="w", now=T0, lease=60)
+        await store.finish(
+            [Completion(key=taken[0].key, status=OutboxStatus.SENT)], owner="w", now=T0
+        )
+        assert (await store.counts("c"))[OutboxStatus.PENDING] == 2
+    with sqlite3.connect(path) as conn:
+        found = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+    conn.close()
+    assert {"records_due", "records_campaign_due"}.isdisjoint(found)
+    # a record leaves these once sent: only records_campaign (counts, pages) holds them all
+    for name, status in [
+        ("records_pending", "pending"),
+        ("records_campaign_pending", "pending"),
+        ("records_sending", "sending"),
+    ]:
+        assert found[name].endswith(f"WHERE status = '{status}'"), found[name]
+    assert "WHERE" not in found["records_campaign"]
 
 
 async def test_sqlite_records_and_suppressions_survive_reopening(tmp_path: Path) -> None:
