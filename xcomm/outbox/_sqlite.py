@@ -88,7 +88,7 @@ _SCHEMA = (
     # claim_due: records being sent whose lease expired (of all campaigns)
     "CREATE INDEX IF NOT EXISTS records_sending ON records (status, lease_until) "
     "WHERE status = 'sending'",
-    # what schema version 1 had instead, indexing every record
+    # what earlier versions had instead, indexing every record
     "DROP INDEX IF EXISTS records_due",
     "DROP INDEX IF EXISTS records_campaign_due",
     """CREATE TABLE IF NOT EXISTS suppressions (
