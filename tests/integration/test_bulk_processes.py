@@ -17,7 +17,7 @@ import pytest
 
 from xcomm import CommManager, CommunicationError, ConfigurationError, RetryPolicy
 from xcomm._templates import Template, UnsubscribeSigner
-from xcomm.bulk._helpers import frame, read_frame
+from xcomm.bulk._helpers import Helpers, HelperSettings, frame, read_frame
 from xcomm.outbox import OutboxRecord, OutboxStatus, record_key
 
 SMTPServer = Any  # conftest.SMTPServer
@@ -304,3 +304,51 @@ async def test_a_zygote_killed_mid_campaign_leaves_its_helpers_to_finish(
     assert sorted(recipients_of(server)[200:]) == sorted(
         f"user{i}@example.org" for i in range(1500)
     )
+
+
+async def test_a_helper_that_ran_out_of_records_reports_them_done(
+    smtpd: Callable[[str], SMTPServer], tmp_path: Path
+) -> None:
+    # The feeding process deals a helper more only once it knows what the helper finished: a
+    # helper that finished its records between two progress lines, then had nothing to do,
+    # used to leave the last of them unreported, and got nothing more for the whole run.
+    server = smtpd("plain")
+    outbox = str(tmp_path / "outbox.sqlite3")
+    async with CommManager(outbox=outbox, retry=FAST) as comm:
+        smtp = comm.smtp(server.host, server.port, sender="news@example.com", pool_size=2)
+        await comm.create_bulk_sender(smtp, max_concurrent=8).send_campaign(
+            template=TEMPLATE, recipients=people(1), campaign_id="c"
+        )  # stores the campaign's definition, which a helper sends by
+    settings = HelperSettings(
+        outbox=outbox,
+        campaign_id="c",
+        max_concurrent=8,
+        per_domain=None,
+        policy="at-least-once",
+        lease=60.0,
+        retry_failed=True,
+        rate_share=1.0,
+        processes=2,
+        batch=4,
+        provider_settings=dict(smtp.spec()),
+        uvloop=False,
+    )
+    helpers = Helpers(settings, 1)
+    chunk = [
+        OutboxRecord(
+            key=record_key("c", f"new{i}@example.org"),
+            campaign_id="c",
+            recipient=f"new{i}@example.org",
+            variables={"name": f"New {i}", "code": i},
+        )
+        for i in range(40)
+    ]
+    async with anyio.create_task_group() as tg:
+        await helpers.run(tg)
+        with anyio.fail_after(20):
+            while not await helpers.give(chunk, 1000):  # noqa: ASYNC110 - once it has started
+                await anyio.sleep(0.01)
+            while helpers.handled < len(chunk):  # noqa: ASYNC110 - reported, no more coming
+                await anyio.sleep(0.01)
+        await helpers.fed()
+    assert [r.sent for r in helpers.finals()] == [40]

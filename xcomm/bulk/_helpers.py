@@ -36,7 +36,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from xcomm._errors import CommunicationError, ConfigurationError
-from xcomm.bulk._result import Outcome, Progress, Tally
+from xcomm.bulk._result import Outcome, Tally
 from xcomm.bulk._spawn import HelperProcess, start_helper
 from xcomm.outbox import OutboxRecord
 
@@ -255,20 +255,30 @@ async def _serve(settings: HelperSettings) -> Report:
         )
         await scheduler.resolve(settings.campaign_id)  # a configuration error before any claim
 
-        def report(_: Progress | None = None) -> None:
-            out.write(_ENCODER.encode(report_of(run.tally, run.handled)) + b"\n")
-            out.flush()
-
         run = Run(
             options,
             store,
             scheduler.resolve,
             settings.campaign_id,
-            report,
+            None,
             send_batch=settings.batch,
-            progress_every=_REPORT_EVERY,
             processes=settings.processes,
         )
+
+        def report() -> None:
+            out.write(_ENCODER.encode(report_of(run.tally, run.handled)) + b"\n")
+            out.flush()
+
+        async def report_progress() -> None:
+            """Every 0.1 s, what changed: also once the helper has run out of records, for
+            the feeding process deals it more only when it knows they are done."""
+            reported = run.handled
+            while True:
+                await anyio.sleep(_REPORT_EVERY)
+                if run.handled != reported:
+                    reported = run.handled
+                    report()
+
         # Input is read as it comes, so the feeding process never waits on a full pipe; what
         # waits here is bounded by what it deals (a window of unfinished records).
         chunks, queued = anyio.create_memory_object_stream[list[OutboxRecord]](math.inf)
@@ -276,7 +286,9 @@ async def _serve(settings: HelperSettings) -> Report:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_read_chunks, chunks)
                 report()  # the first line says: started, reading its input
+                tg.start_soon(report_progress)
                 await run.share(received(queued))
+                tg.cancel_scope.cancel()  # the input has ended: only the reports are left
         return report_of(run.tally, run.handled, final=True)
 
 

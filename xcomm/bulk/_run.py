@@ -271,7 +271,6 @@ class Run:
         *,
         draining: bool = False,
         send_batch: int | None = None,
-        progress_every: float = _PROGRESS_EVERY,
         processes: int = 1,
     ) -> None:
         self.options = options
@@ -291,7 +290,6 @@ class Run:
         self.interrupted: list[OutboxRecord] = []
         self.counted_suppressed: set[str] = set()
         self.handled = 0  # records whose send this run finished with (its share of the work)
-        self.progress_every = progress_every
         self.helpers: Helpers | None = None
         # Records per send: what the provider carries best in one `send_many()` (None: ask
         # the provider of the first record's campaign), unless a per-domain bound counts sends
@@ -734,7 +732,7 @@ class Run:
         if self.on_progress is None:
             return
         now = time.perf_counter()
-        if not final and now - self.last_progress < self.progress_every:
+        if not final and now - self.last_progress < _PROGRESS_EVERY:
             return
         self.last_progress = now
         elapsed = now - self.started
