@@ -102,6 +102,7 @@ SMTP_SOURCE_SESSIONS = 8
 NODE_CONNECTIONS = 32
 NODE_IN_FLIGHT = 64
 NODE_TIMEOUT = 600.0
+FRESH_TIMEOUT = 600.0  # one campaign in a new Python process
 PEER_MESSAGES = 5_000  # fastapi-mail, per run
 PEER_CONCURRENCY = 32  # fastapi-mail's worker tasks
 APPRISE_MESSAGES = 300  # per run: 5-10 s at the 43 msg/s
@@ -341,7 +342,7 @@ class FreshProcessRunner:
                 cwd=REPO_ROOT,
                 capture_output=True,
                 text=True,
-                timeout=NODE_TIMEOUT,
+                timeout=FRESH_TIMEOUT,
                 check=True,
             )
         finally:

@@ -172,15 +172,12 @@ class CommManager:
                 f"a CommManager can be opened only once (this one is {self._state.value}); "
                 "create a new CommManager"
             )
-        self._state = _State.OPEN
-        try:
-            stack = contextlib.AsyncExitStack()
-            stack.push_async_callback(self._close_http)  # after the providers
-            stack.push_async_callback(self._close_providers)
-        except BaseException:
-            self._state = _State.CLOSED
-            raise
-        self._stack = stack
+        # Nothing opens here: the HTTP pool and the providers open at their first use, and
+        # close in reverse order (the providers first).
+        stack = contextlib.AsyncExitStack()
+        stack.push_async_callback(self._close_http)
+        stack.push_async_callback(self._close_providers)
+        self._stack, self._state = stack, _State.OPEN
         return self
 
     async def aclose(self) -> None:
