@@ -127,6 +127,8 @@ class SMTPConnection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        # The loop the connection was made on (asking for it is a system call on 3.11).
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: EHLO keywords (lower case) -> parameters; empty after HELO.
         self.extensions: dict[str, str] = {}
         #: AUTH mechanisms the server offers (upper case).
@@ -257,7 +259,7 @@ class SMTPConnection(asyncio.Protocol):
             raise self._failure()
         self.queued += len(data)
         if not self._pending:
-            self._flusher = asyncio.get_running_loop().call_soon(self._flush)
+            self._flusher = (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
         self._pending.append(data)
 
     def claim_reply(self, *, timeout: float | None) -> asyncio.Future[Reply]:
@@ -265,7 +267,7 @@ class SMTPConnection(asyncio.Protocol):
         before it, or fails (closed connection, `TimeoutError` after `timeout` seconds).
         Await it with `reply()`. A claim taken before the connection is handed to another
         task keeps its reply: that task's claims come after it."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         if self._replies:
             future.set_result(self._replies.popleft())
@@ -326,6 +328,7 @@ class SMTPConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self._lost is not None:
