@@ -12,10 +12,11 @@ One run, one Postfix `smtp-sink` on loopback, every contender side by side:
   times, and once more per round with `outbox="memory://"` to show what SQLite costs. With
   uvloop installed (`pip install uvloop`), xcomm runs on uvloop and each round also runs the
   best configuration on asyncio's default loop (`--loop` chooses). On a machine with several
-  cores the best configuration also runs with one process per core (`processes=N`), in this
-  process (whose later campaigns fork their helpers from the zygote the first one started)
-  and as the first campaign of a new process (the zygote starts cold, as for a one-off
-  `xcomm campaign run`);
+  cores the same sweep runs with one process per core (`processes=N`: each process opens a
+  pool of its own and has `max_concurrent` in flight, so one process's best need not be
+  theirs), and its best runs in this process (whose later campaigns fork their helpers from
+  the zygote the first one started) and as the first campaign of a new process (the zygote
+  starts cold, as for a one-off `xcomm campaign run`);
 - `nodemailer`: Node's most used mailer, pooled transport (`maxConnections: 32`,
   `maxMessages: Infinity`), composing every message with the same personalised subject, text
   and HTML, 64 `sendMail` calls in flight. Installed once with npm into `.cache/node-bench/`;
@@ -789,28 +790,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm_up(sink, source, warmup)
         warm_up(sink, xcomm(8, 32, sqlite=True), warmup)
 
-        # The sweep: every combination once, SQLite outbox on.
-        print("sweep (one run each)", file=sys.stderr, flush=True)
-        sweep: list[tuple[Result, XcommRunner]] = []
-        for pool_size in _ints(args.pool_sizes):
-            for max_concurrent in _ints(args.max_concurrent):
-                result = Result(
-                    f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent} (sweep)",
-                    n,
-                    settings={
-                        "pool_size": pool_size,
-                        "max_concurrent": max_concurrent,
-                        "outbox": "sqlite",
-                        "track_delivery": True,
-                        "loop": args.loop,
-                    },
-                )
-                runner = xcomm(pool_size, max_concurrent, sqlite=True)
-                run_once(result, sink, runner)
-                sweep.append((result, runner))
-        chosen, _ = max(sweep, key=lambda item: item[0].rate)
+        sweep: list[Result] = []
+
+        def best_of_sweep(processes: int) -> Result:
+            """Every combination once, SQLite outbox on; the fastest (tagged)."""
+            print(f"sweep, processes={processes} (one run each)", file=sys.stderr, flush=True)
+            results = []
+            shared = f", processes={processes}" if processes > 1 else ""
+            for pool_size in _ints(args.pool_sizes):
+                for max_concurrent in _ints(args.max_concurrent):
+                    result = Result(
+                        f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}{shared}"
+                        " (sweep)",
+                        n,
+                        settings={
+                            "pool_size": pool_size,
+                            "max_concurrent": max_concurrent,
+                            "outbox": "sqlite",
+                            "track_delivery": True,
+                            "loop": args.loop,
+                            "processes": processes,
+                        },
+                    )
+                    runner = xcomm(pool_size, max_concurrent, sqlite=True, processes=processes)
+                    run_once(result, sink, runner)
+                    results.append(result)
+            sweep.extend(results)
+            chosen = max(results, key=lambda result: result.rate)
+            chosen.tags.append("best of sweep")
+            return chosen
+
+        chosen = best_of_sweep(1)
         pool_size, max_concurrent = chosen.settings["pool_size"], chosen.settings["max_concurrent"]
-        chosen.tags.append("best of sweep")
 
         # Interleaved rounds: the reference, the best configuration (SQLite and memory
         # outbox), and nodemailer, in turn.
@@ -842,16 +853,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         fresh: Result | None = None  # and as the first campaign of a new process
         cores = os.cpu_count() or 1
         if cores > 1:
-            name = (
-                f"xcomm bulk pool={pool_size} max_concurrent={max_concurrent}, SQLite outbox"
-                f"{on}, processes={cores}"
-            )
-            settings = {**chosen.settings, "processes": cores}
+            # Warmed up as every contender is: the helpers' zygote is started here (the cold
+            # start is the fresh-process contender's to show). Then its own sweep: with one
+            # process per core, the best pool size and concurrency need not be one process's.
+            warm_up(sink, xcomm(pool_size, max_concurrent, sqlite=True, processes=cores), warmup)
+            settings = best_of_sweep(cores).settings
+            pool, in_flight = settings["pool_size"], settings["max_concurrent"]
+            name = f"xcomm bulk pool={pool} max_concurrent={in_flight}, SQLite outbox{on}"
+            name += f", processes={cores}"
             shared = Result(name, n, settings=settings, tags=["outbox on", f"{cores} processes"])
-            shared_runner = xcomm(pool_size, max_concurrent, sqlite=True, processes=cores)
-            # warmed up as every contender is: its helpers' zygote is started here (the
-            # cold start is the next contender's to show)
-            warm_up(sink, shared_runner, warmup)
+            shared_runner = xcomm(pool, in_flight, sqlite=True, processes=cores)
             contenders.append((shared, shared_runner))
             fresh = Result(
                 f"{name}, first campaign of a new process",
@@ -862,8 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fresh_runner = FreshProcessRunner(
                 port,
                 workdir,
-                pool_size=pool_size,
-                max_concurrent=max_concurrent,
+                pool_size=pool,
+                max_concurrent=in_flight,
                 loop=args.loop,
                 processes=cores,
             )
@@ -968,7 +979,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if nodemailer is not None:
         results.append(nodemailer)
     results += peers
-    results += [r for r, _ in sweep]
+    results += sweep
     report(
         results,
         reference=reference,
