@@ -12,9 +12,9 @@ One run, one Postfix `smtp-sink` on loopback, every contender side by side:
   times, and once more per round with `outbox="memory://"` to show what SQLite costs. With
   uvloop installed (`pip install uvloop`), xcomm runs on uvloop and each round also runs the
   best configuration on asyncio's default loop (`--loop` chooses). On a machine with several
-  cores the same sweep runs with one process per core (`processes=N`: each process opens a
-  pool of its own and has `max_concurrent` in flight, so one process's best need not be
-  theirs), and its best runs in this process (whose later campaigns fork their helpers from
+  cores the same sweep runs with one process per core (`processes=N`: each process takes
+  `1/N` of the pool and of `max_concurrent`, so one process's best need not be theirs), and
+  its best runs in this process (whose later campaigns fork their helpers from
   the zygote the first one started) and as the first campaign of a new process (the zygote
   starts cold, as for a one-off `xcomm campaign run`);
 - `nodemailer`: Node's most used mailer, pooled transport (`maxConnections: 32`,
@@ -854,8 +854,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cores = os.cpu_count() or 1
         if cores > 1:
             # Warmed up as every contender is: the helpers' zygote is started here (the cold
-            # start is the fresh-process contender's to show). Then its own sweep: with one
-            # process per core, the best pool size and concurrency need not be one process's.
+            # start is the fresh-process contender's to show). Then its own sweep: each process
+            # takes 1/N of the pool and of max_concurrent, so one process's best need not be N's.
             warm_up(sink, xcomm(pool_size, max_concurrent, sqlite=True, processes=cores), warmup)
             settings = best_of_sweep(cores).settings
             pool, in_flight = settings["pool_size"], settings["max_concurrent"]
