@@ -14,9 +14,9 @@ One run, one Postfix `smtp-sink` on loopback, every contender side by side:
   best configuration on asyncio's default loop (`--loop` chooses). On a machine with several
   cores the same sweep runs with one process per core (`processes=N`: each process takes
   `1/N` of the pool and of `max_concurrent`, so one process's best need not be theirs), and
-  its best runs in this process (whose later campaigns fork their helpers from
-  the zygote the first one started) and as the first campaign of a new process (the zygote
-  starts cold, as for a one-off `xcomm campaign run`);
+  its best runs in this process (whose later campaigns fork their helpers from the zygote the
+  first one started) and as the first campaign of a new process (the zygote starts cold, as
+  for a one-off `xcomm campaign run`);
 - `nodemailer`: Node's most used mailer, pooled transport (`maxConnections: 32`,
   `maxMessages: Infinity`), composing every message with the same personalised subject, text
   and HTML, 64 `sendMail` calls in flight. Installed once with npm into `.cache/node-bench/`;
@@ -857,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # start is the fresh-process contender's to show). Then its own sweep: each process
             # takes 1/N of the pool and of max_concurrent, so one process's best need not be N's.
             warm_up(sink, xcomm(pool_size, max_concurrent, sqlite=True, processes=cores), warmup)
-            settings = best_of_sweep(cores).settings
+            settings = {**best_of_sweep(cores).settings}  # its own copy, as `best` has
             pool, in_flight = settings["pool_size"], settings["max_concurrent"]
             name = f"xcomm bulk pool={pool} max_concurrent={in_flight}, SQLite outbox{on}"
             name += f", processes={cores}"
